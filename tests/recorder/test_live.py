@@ -1,0 +1,337 @@
+"""LiveSink on packets from real encoded streams (PyAV-made H.264 and H.265 files)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from recorder.live import (
+    HEADER_BYTES,
+    ChunkKind,
+    LiveChunk,
+    LiveController,
+    LiveError,
+    LiveMode,
+    LiveRequestError,
+    LiveSink,
+    codec_string,
+    decode_chunk,
+    parse_live_command,
+)
+from recorder.stream_types import StreamInfo
+
+FPS = 15
+GOP = 15
+
+
+class StepClock:
+    """A Clock the test moves by hand (recorder.clock.Clock)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+
+def make_clip(
+    path: Path, codec: str, seconds: float = 3.0, size: tuple[int, int] = (320, 180)
+) -> Path:
+    """A clip with a moving box, GOP of one second, no B-frames, in MPEG-TS (Annex B, like RTSP)."""
+    width, height = size
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264" if codec == "h264" else "libx265", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = GOP
+        stream.codec_context.max_b_frames = 0
+        if codec == "h265":
+            stream.codec_context.options = {"x265-params": "log-level=error"}
+        for i in range(int(seconds * FPS)):
+            img = np.full((height, width, 3), 120, np.uint8)
+            x = (i * 6) % (width - 30)
+            img[height // 3 : height // 3 + 40, x : x + 30] = 20
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def h264_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("live") / "sub.ts", "h264")
+
+
+@pytest.fixture(scope="module")
+def h265_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("live") / "sub265.ts", "h265", seconds=2.0)
+
+
+class Replay:
+    """Feeds a file's packets to a sink the way an ingest thread does."""
+
+    def __init__(self, path: Path, sink: LiveSink, clock: StepClock) -> None:
+        self.container = av.open(str(path))
+        self.stream = self.container.streams.video[0]
+        self.sink = sink
+        self.clock = clock
+        self.packets: Iterator[av.Packet] = (
+            p for p in self.container.demux(self.stream) if p.dts is not None
+        )
+        tb: Fraction = self.stream.time_base
+        ctx = self.stream.codec_context
+        sink.on_run_start(StreamInfo(
+            site="village", camera="gate", stream="sub", run_id=1, codec=ctx.name,
+            width=ctx.width, height=ctx.height, time_base_num=tb.numerator,
+            time_base_den=tb.denominator, run_start_wall=clock.wall(), av_stream=self.stream,
+        ))
+
+    def feed(self, count: int) -> list[av.Packet]:
+        fed = []
+        for _ in range(count):
+            packet = next(self.packets, None)
+            if packet is None:
+                break
+            self.clock.now += 1 / FPS
+            self.sink.on_packet(packet)
+            fed.append(packet)
+        return fed
+
+    def close(self) -> None:
+        self.container.close()
+
+
+@pytest.fixture
+def clock() -> StepClock:
+    return StepClock()
+
+
+@pytest.fixture
+def published() -> list[LiveChunk]:
+    return []
+
+
+@pytest.fixture
+def sink(clock: StepClock, published: list[LiveChunk]) -> LiveSink:
+    return LiveSink(site="village", camera="gate", stream="sub",
+                    publish=lambda payload: published.append(decode_chunk(payload)), clock=clock)
+
+
+@pytest.fixture
+def replay(h264_clip: Path, sink: LiveSink, clock: StepClock) -> Iterator[Replay]:
+    r = Replay(h264_clip, sink, clock)
+    yield r
+    r.close()
+
+
+def ffprobe_frames(path: Path) -> int:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=nb_read_frames,codec_name", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True, timeout=30,
+    )
+    return int(json.loads(out.stdout)["streams"][0]["nb_read_frames"])
+
+
+def test_nobody_watching_publishes_nothing(replay: Replay, published: list[LiveChunk]) -> None:
+    replay.feed(30)
+    assert published == []
+
+
+def test_init_then_fragments_that_play_in_ffprobe(
+    replay: Replay, sink: LiveSink, published: list[LiveChunk], tmp_path: Path
+) -> None:
+    replay.feed(5)  # mid-GOP: the view must wait for the next keyframe
+    sink.request("v1", LiveMode.MSE, ttl_s=30)
+    fed = replay.feed(30)
+    kinds = [c.kind for c in published]
+    assert kinds[0] is ChunkKind.INIT
+    assert set(kinds[1:]) == {ChunkKind.MEDIA}
+    init = published[0]
+    assert init.meta is not None and init.meta["codec"].startswith("avc1.")
+    assert init.meta["width"] == 320
+    media = published[1:]
+    assert media[0].keyframe, "the first fragment must start with a keyframe"
+    # One fragment per frame, held back by one frame: the muxer cuts on the next packet.
+    first_key = next(i for i, p in enumerate(fed) if p.is_keyframe)
+    assert len(media) == len(fed) - first_key - 1
+    keyframes = [i for i, p in enumerate(fed[first_key:]) if p.is_keyframe]
+    assert [i for i, c in enumerate(media) if c.keyframe] == keyframes[: len(
+        [k for k in keyframes if k < len(media)])]
+    assert [c.seq for c in published] == list(range(1, len(published) + 1))
+    assert all(c.recv_wall_us > 0 and c.sample_wall_us > 0 for c in media)
+    out = tmp_path / "live.mp4"
+    out.write_bytes(init.body + b"".join(c.body for c in media))
+    assert ffprobe_frames(out) == len(media)
+    assert sink.stats().fragments == len(media)
+    assert sink.stats().bytes_published == sum(
+        len(c.encode()) for c in published)
+
+
+def test_grouped_fragments_start_on_keyframes(
+    h264_clip: Path, clock: StepClock, published: list[LiveChunk], tmp_path: Path
+) -> None:
+    sink = LiveSink(site="village", camera="gate", stream="sub", clock=clock, fragment_s=0.2,
+                    publish=lambda payload: published.append(decode_chunk(payload)))
+    r = Replay(h264_clip, sink, clock)
+    sink.request("v1")
+    fed = r.feed(40)
+    r.close()
+    media = [c for c in published if c.kind is ChunkKind.MEDIA]
+    assert 8 <= len(media) <= 14  # about 3 frames a fragment
+    out = tmp_path / "grouped.mp4"
+    out.write_bytes(published[0].body + b"".join(c.body for c in media))
+    assert ffprobe_frames(out) >= len(fed) - 4
+
+
+def test_ttl_expiry_stops_publishing(
+    replay: Replay, sink: LiveSink, clock: StepClock, published: list[LiveChunk]
+) -> None:
+    sink.request("v1", ttl_s=2.0)
+    replay.feed(15)  # 1 s
+    assert published
+    replay.feed(20)  # past 2 s: expired
+    assert published[-1].kind is ChunkKind.END
+    assert published[-1].meta == {"reason": "no viewers"}
+    count = len(published)
+    replay.feed(10)
+    assert len(published) == count
+    assert sink.stats().views == 0
+
+
+def test_renewal_keeps_it_going(
+    replay: Replay, sink: LiveSink, published: list[LiveChunk]
+) -> None:
+    sink.request("v1", ttl_s=2.0)
+    for _ in range(3):
+        replay.feed(15)
+        sink.request("v1", ttl_s=2.0)
+    assert all(c.kind is not ChunkKind.END for c in published)
+    assert sum(c.kind is ChunkKind.MEDIA for c in published) >= 40
+
+
+def test_stop_of_last_view_stops(
+    replay: Replay, sink: LiveSink, published: list[LiveChunk]
+) -> None:
+    sink.request("v1")
+    sink.request("v2")
+    replay.feed(10)
+    assert sink.release("v1")
+    replay.feed(5)
+    assert published[-1].kind is ChunkKind.MEDIA
+    sink.release("v2")
+    replay.feed(5)
+    assert published[-1].kind is ChunkKind.END
+
+
+def test_second_view_gets_the_init_again(
+    replay: Replay, sink: LiveSink, published: list[LiveChunk]
+) -> None:
+    sink.request("v1")
+    replay.feed(10)
+    sink.request("v2")
+    replay.feed(1)
+    inits = [c for c in published if c.kind is ChunkKind.INIT]
+    assert len(inits) == 2 and inits[0].body == inits[1].body
+
+
+def test_run_end_announces_end(replay: Replay, sink: LiveSink, published: list[LiveChunk]) -> None:
+    sink.request("v1")
+    replay.feed(5)
+    sink.on_run_end("camera stalled")
+    assert published[-1].kind is ChunkKind.END
+    assert "camera stalled" in published[-1].meta["reason"]
+
+
+def test_jpeg_fallback_for_h265(
+    h265_clip: Path, clock: StepClock, published: list[LiveChunk]
+) -> None:
+    sink = LiveSink(site="village", camera="gate", stream="sub", clock=clock,
+                    publish=lambda payload: published.append(decode_chunk(payload)))
+    r = Replay(h265_clip, sink, clock)
+    sink.request("v1", LiveMode.JPEG)
+    r.feed(30)  # 2 s, two keyframes
+    r.close()
+    assert [c.kind for c in published] == [ChunkKind.JPEG, ChunkKind.JPEG]
+    for chunk in published:
+        image = cv2.imdecode(np.frombuffer(chunk.body, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape == (180, 320, 3)
+
+
+def test_h265_codec_string_for_mse(
+    h265_clip: Path, clock: StepClock, published: list[LiveChunk]
+) -> None:
+    sink = LiveSink(site="village", camera="gate", stream="sub", clock=clock,
+                    publish=lambda payload: published.append(decode_chunk(payload)))
+    r = Replay(h265_clip, sink, clock)
+    sink.request("v1")
+    r.feed(3)
+    r.close()
+    assert published[0].meta["codec"].startswith("hvc1.1.6.L")
+    assert b"hvc1" in published[0].body
+
+
+def test_codec_string_of_avc_init() -> None:
+    avcc = b"\x00\x00\x00\x10avcC\x01\x64\x00\x1f\xff\xe1"
+    assert codec_string(avcc) == "avc1.64001f"
+    with pytest.raises(LiveError, match="neither avcC nor hvcC"):
+        codec_string(b"\x00\x00\x00\x08moov")
+
+
+def test_chunk_round_trip_and_bad_chunks() -> None:
+    chunk = LiveChunk(ChunkKind.INIT, 7, b"body", 1, 11, 22, {"codec": "avc1.64001f"})
+    assert decode_chunk(chunk.encode()) == chunk
+    with pytest.raises(LiveError, match="shorter than the header"):
+        decode_chunk(b"DZL1")
+    with pytest.raises(LiveError, match="bad magic"):
+        decode_chunk(b"XXXX" + bytes(HEADER_BYTES))
+    bad_kind = bytearray(chunk.encode())
+    bad_kind[4] = 9
+    with pytest.raises(LiveError, match="unknown kind 9"):
+        decode_chunk(bytes(bad_kind))
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"camera": "gate"}, "view_id"),
+        ({"view_id": "v", "camera": ""}, "camera"),
+        ({"view_id": "v", "camera": "gate", "stream": "third"}, "stream"),
+        ({"view_id": "v", "camera": "gate", "mode": "webrtc"}, "mode"),
+        ({"view_id": "v", "camera": "gate", "ttl_s": 0}, "ttl_s"),
+        ({"view_id": "v", "camera": "gate", "ttl_s": 1e6}, "ttl_s"),
+    ],
+)
+def test_bad_live_commands_name_the_field(payload: dict, field: str) -> None:
+    with pytest.raises(LiveRequestError) as info:
+        parse_live_command(payload)
+    assert info.value.field == field
+
+
+def test_controller_routes_commands(h264_clip: Path, clock: StepClock) -> None:
+    sent: list[tuple[str, str, bytes]] = []
+    controller = LiveController("village", lambda c, s, p: sent.append((c, s, p)), clock=clock)
+    sink = controller.sink("gate", "sub")
+    assert controller.sink("gate", "sub") is sink
+    r = Replay(h264_clip, sink, clock)
+    reply = controller.handle("live.start", {"view_id": "v1", "camera": "gate", "ttl_s": 5})
+    assert reply == {"view_id": "v1", "ttl_s": 5.0}
+    r.feed(20)
+    r.close()
+    assert sent and {(c, s) for c, s, _ in sent} == {("gate", "sub")}
+    assert controller.handle("live.stop", {"view_id": "v1", "camera": "gate"})["stopped"]
+    with pytest.raises(LiveRequestError, match="no live source"):
+        controller.handle("live.start", {"view_id": "v1", "camera": "yard"})
+    with pytest.raises(LiveRequestError, match="not a live command"):
+        controller.handle("live.pause", {"view_id": "v1", "camera": "gate"})
