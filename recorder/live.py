@@ -28,6 +28,14 @@ from typing import Any
 import av
 import cv2
 
+from police_link.commands import (
+    COMMAND_SCHEMAS,
+    ArgSpec,
+    CommandError,
+    CommandRequest,
+    CommandSchema,
+    ErrorCode,
+)
 from recorder.clock import Clock, SystemClock
 from recorder.errors import RecorderError
 from recorder.stream_types import StreamInfo
@@ -35,7 +43,7 @@ from recorder.stream_types import StreamInfo
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 30.0
-MAX_TTL_S = 120.0
+MAX_TTL_S = 600.0
 STREAMS = ("main", "sub")
 
 
@@ -525,7 +533,7 @@ class LiveSink:
 
 @dataclass(frozen=True)
 class LiveCommand:
-    """The payload of live.start / live.renew / live.stop."""
+    """The arguments of live.start / live.renew / live.stop, with the view they name."""
 
     view_id: str
     camera: str
@@ -534,29 +542,41 @@ class LiveCommand:
     ttl_s: float
 
 
-def parse_live_command(payload: Mapping[str, Any]) -> LiveCommand:
-    """Validate a live command's payload; LiveRequestError names the bad field."""
-    if not isinstance(payload, Mapping):
-        raise LiveRequestError("payload", "must be a JSON object")
-    view_id = payload.get("view_id")
-    if not isinstance(view_id, str) or not 0 < len(view_id) <= 64:
-        raise LiveRequestError("view_id", f"must be a string of 1-64 characters, got {view_id!r}")
-    camera = payload.get("camera")
+def _live_schemas() -> dict[str, CommandSchema]:
+    """police_link's live schemas plus the optional "mode" (mse | jpeg)."""
+    mode = ArgSpec("mode", str, required=False, choices=tuple(m.value for m in LiveMode))
+    return {kind: (*COMMAND_SCHEMAS[kind], mode)
+            for kind in ("live.start", "live.renew", "live.stop")}
+
+
+# Register with SiteLink.on_command(kind, controller.handle_request, schema).
+LIVE_COMMAND_SCHEMAS: dict[str, CommandSchema] = _live_schemas()
+
+
+def parse_live_command(args: Mapping[str, Any], sender: str) -> LiveCommand:
+    """Validate a live command's arguments; LiveRequestError names the bad field.
+
+    The view is the requesting viewer and the mode: a viewer aggregates its own browsers,
+    so each viewer process holds at most one view per stream and mode.
+    """
+    if not isinstance(args, Mapping):
+        raise LiveRequestError("args", "must be a JSON object")
+    camera = args.get("camera")
     if not isinstance(camera, str) or not camera:
         raise LiveRequestError("camera", f"must be a camera name, got {camera!r}")
-    stream = payload.get("stream", "sub")
+    stream = args.get("stream", "sub")
     if stream not in STREAMS:
         raise LiveRequestError("stream", f"must be one of {STREAMS}, got {stream!r}")
     try:
-        mode = LiveMode(payload.get("mode", "mse"))
+        mode = LiveMode(args.get("mode", "mse"))
     except ValueError as err:
         raise LiveRequestError(
-            "mode", f"must be one of {[m.value for m in LiveMode]}, got {payload.get('mode')!r}"
+            "mode", f"must be one of {[m.value for m in LiveMode]}, got {args.get('mode')!r}"
         ) from err
-    ttl_s = payload.get("ttl_s", DEFAULT_TTL_S)
+    ttl_s = args.get("ttl_s", DEFAULT_TTL_S)
     if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not 0 < ttl_s <= MAX_TTL_S:
         raise LiveRequestError("ttl_s", f"must be a number in (0, {MAX_TTL_S:g}], got {ttl_s!r}")
-    return LiveCommand(view_id, camera, stream, mode, float(ttl_s))
+    return LiveCommand(f"{sender}:{mode.value}", camera, stream, mode, float(ttl_s))
 
 
 class LiveController:
@@ -590,24 +610,28 @@ class LiveController:
             )
         return self._sinks[key]
 
-    def _sink_for(self, cmd: LiveCommand) -> LiveSink:
+    def handle(self, kind: str, args: Mapping[str, Any], sender: str) -> dict[str, Any]:
+        """Answer live.start / live.renew / live.stop; raises LiveRequestError."""
+        if kind not in LIVE_COMMAND_SCHEMAS:
+            raise LiveRequestError("kind", f"not a live command: {kind!r}")
+        cmd = parse_live_command(args, sender)
         sink = self._sinks.get((cmd.camera, cmd.stream))
         if sink is None:
             raise LiveRequestError(
                 "camera", f"no live source for camera {cmd.camera!r} stream {cmd.stream!r}"
             )
-        return sink
-
-    def handle(self, kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """Answer live.start / live.renew / live.stop; raises LiveRequestError."""
-        cmd = parse_live_command(payload)
-        sink = self._sink_for(cmd)
-        if kind in ("live.start", "live.renew"):
-            sink.request(cmd.view_id, cmd.mode, cmd.ttl_s)
-            return {"view_id": cmd.view_id, "ttl_s": cmd.ttl_s}
         if kind == "live.stop":
-            return {"view_id": cmd.view_id, "stopped": sink.release(cmd.view_id)}
-        raise LiveRequestError("kind", f"not a live command: {kind!r}")
+            return {"stopped": sink.release(cmd.view_id)}
+        sink.request(cmd.view_id, cmd.mode, cmd.ttl_s)
+        return {"ttl_s": cmd.ttl_s, "mode": cmd.mode.value}
+
+    def handle_request(self, request: CommandRequest) -> dict[str, Any]:
+        """police_link CommandHandler: LiveRequestError becomes a CommandError response."""
+        try:
+            return self.handle(request.kind, request.args, request.sender)
+        except LiveRequestError as err:
+            code = ErrorCode.UNKNOWN_CAMERA if err.field == "camera" else ErrorCode.BAD_REQUEST
+            raise CommandError(code, str(err)) from err
 
     def stats(self) -> dict[tuple[str, str], LiveStats]:
         return {key: sink.stats() for key, sink in self._sinks.items()}
@@ -616,6 +640,7 @@ class LiveController:
 __all__ = [
     "DEFAULT_TTL_S",
     "HEADER_BYTES",
+    "LIVE_COMMAND_SCHEMAS",
     "ChunkKind",
     "LiveChunk",
     "LiveCommand",

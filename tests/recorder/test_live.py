@@ -13,8 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
+from police_link.commands import CommandError, CommandRequest, check_args
+from police_link.errors import ValidationError
 from recorder.live import (
     HEADER_BYTES,
+    LIVE_COMMAND_SCHEMAS,
     ChunkKind,
     LiveChunk,
     LiveController,
@@ -303,20 +306,28 @@ def test_chunk_round_trip_and_bad_chunks() -> None:
 
 
 @pytest.mark.parametrize(
-    ("payload", "field"),
+    ("args", "field"),
     [
-        ({"camera": "gate"}, "view_id"),
-        ({"view_id": "v", "camera": ""}, "camera"),
-        ({"view_id": "v", "camera": "gate", "stream": "third"}, "stream"),
-        ({"view_id": "v", "camera": "gate", "mode": "webrtc"}, "mode"),
-        ({"view_id": "v", "camera": "gate", "ttl_s": 0}, "ttl_s"),
-        ({"view_id": "v", "camera": "gate", "ttl_s": 1e6}, "ttl_s"),
+        ({"camera": ""}, "camera"),
+        ({"camera": "gate", "stream": "third"}, "stream"),
+        ({"camera": "gate", "mode": "webrtc"}, "mode"),
+        ({"camera": "gate", "ttl_s": 0}, "ttl_s"),
+        ({"camera": "gate", "ttl_s": 1e6}, "ttl_s"),
     ],
 )
-def test_bad_live_commands_name_the_field(payload: dict, field: str) -> None:
+def test_bad_live_commands_name_the_field(args: dict, field: str) -> None:
     with pytest.raises(LiveRequestError) as info:
-        parse_live_command(payload)
+        parse_live_command(args, "viewer1")
     assert info.value.field == field
+
+
+def test_live_schemas_accept_mode() -> None:
+    args = {"camera": "gate", "stream": "sub", "ttl_s": 30, "mode": "jpeg"}
+    checked = check_args(args, LIVE_COMMAND_SCHEMAS["live.start"], frozenset({"gate"}))
+    assert checked == args
+    with pytest.raises(ValidationError, match="mode"):
+        check_args({**args, "mode": "gif"}, LIVE_COMMAND_SCHEMAS["live.renew"],
+                   frozenset({"gate"}))
 
 
 def test_controller_routes_commands(h264_clip: Path, clock: StepClock) -> None:
@@ -325,13 +336,20 @@ def test_controller_routes_commands(h264_clip: Path, clock: StepClock) -> None:
     sink = controller.sink("gate", "sub")
     assert controller.sink("gate", "sub") is sink
     r = Replay(h264_clip, sink, clock)
-    reply = controller.handle("live.start", {"view_id": "v1", "camera": "gate", "ttl_s": 5})
-    assert reply == {"view_id": "v1", "ttl_s": 5.0}
+    args = {"camera": "gate", "stream": "sub", "ttl_s": 5}
+    start = CommandRequest("village", "live.start", "viewer1", args, 0.0)
+    assert controller.handle_request(start) == {"ttl_s": 5.0, "mode": "mse"}
     r.feed(20)
     r.close()
     assert sent and {(c, s) for c, s, _ in sent} == {("gate", "sub")}
-    assert controller.handle("live.stop", {"view_id": "v1", "camera": "gate"})["stopped"]
-    with pytest.raises(LiveRequestError, match="no live source"):
-        controller.handle("live.start", {"view_id": "v1", "camera": "yard"})
+    assert sink.stats().views == 1
+    stop = CommandRequest("village", "live.stop", "viewer1", {"camera": "gate", "stream": "sub"},
+                          0.0)
+    assert controller.handle_request(stop) == {"stopped": True}
+    assert sink.stats().views == 0
+    with pytest.raises(CommandError) as info:
+        controller.handle_request(
+            CommandRequest("village", "live.start", "viewer1", {"camera": "yard"}, 0.0))
+    assert info.value.code == "unknown_camera"
     with pytest.raises(LiveRequestError, match="not a live command"):
-        controller.handle("live.pause", {"view_id": "v1", "camera": "gate"})
+        controller.handle("live.pause", {"camera": "gate"}, "viewer1")
