@@ -7,7 +7,7 @@ and stops when the last request expires (requests live `ttl_s` unless renewed). 
 transcoded. Where the browser cannot play the codec (H.265) a viewer asks for mode "jpeg"
 instead: keyframes only are decoded and sent as JPEG at most once per `jpeg_interval_s`.
 
-Every message is a `LiveChunk`: a fixed 28-byte header, a short JSON meta, then the body
+Every message is a `LivePayload`: a fixed 28-byte header, a short JSON meta, then the body
 (docs/live.md, "Wire format"). `LiveController` holds the sinks of a site and answers the
 "live.start" / "live.renew" / "live.stop" commands.
 """
@@ -48,7 +48,7 @@ STREAMS = ("main", "sub")
 
 
 class LiveError(RecorderError):
-    """The live path failed for one stream (muxing, decoding, a malformed chunk)."""
+    """The live path failed for one stream (muxing, decoding, a malformed payload)."""
 
 
 class LiveRequestError(LiveError):
@@ -83,7 +83,7 @@ HEADER_BYTES = _HEADER.size
 
 
 @dataclass(frozen=True)
-class LiveChunk:
+class LivePayload:
     """One live message. Times are wall clock microseconds (0 when not known).
 
     sample_wall_us: media time of the first sample, anchored at the run start.
@@ -111,27 +111,27 @@ class LiveChunk:
         return head + meta + self.body
 
 
-def decode_chunk(payload: bytes) -> LiveChunk:
+def decode_payload(payload: bytes) -> LivePayload:
     """Parse a live message; LiveError names what is wrong with it."""
     if len(payload) < HEADER_BYTES:
-        raise LiveError(f"live chunk: {len(payload)} bytes, shorter than the header")
+        raise LiveError(f"live payload: {len(payload)} bytes, shorter than the header")
     magic, kind, flags, meta_len, seq, sample_us, recv_us = _HEADER.unpack_from(payload)
     if magic != MAGIC:
-        raise LiveError(f"live chunk: bad magic {magic!r}")
+        raise LiveError(f"live payload: bad magic {magic!r}")
     try:
         kind = ChunkKind(kind)
     except ValueError as err:
-        raise LiveError(f"live chunk: unknown kind {kind}") from err
+        raise LiveError(f"live payload: unknown kind {kind}") from err
     end_meta = HEADER_BYTES + meta_len
     if end_meta > len(payload):
-        raise LiveError("live chunk: meta runs past the end")
+        raise LiveError("live payload: meta runs past the end")
     meta = None
     if meta_len:
         try:
             meta = json.loads(payload[HEADER_BYTES:end_meta])
         except ValueError as err:
-            raise LiveError("live chunk: meta is not JSON") from err
-    return LiveChunk(kind, seq, bytes(payload[end_meta:]), flags, sample_us, recv_us, meta)
+            raise LiveError("live payload: meta is not JSON") from err
+    return LivePayload(kind, seq, bytes(payload[end_meta:]), flags, sample_us, recv_us, meta)
 
 
 # --------------------------------------------------------------------------- codec strings
@@ -509,7 +509,7 @@ class LiveSink:
     def _emit(self, kind: ChunkKind, body: bytes, flags: int = 0, sample_wall_us: int = 0,
               recv_wall_us: int = 0, meta: Mapping[str, Any] | None = None) -> None:
         self._seq += 1
-        payload = LiveChunk(kind, self._seq, body, flags, sample_wall_us, recv_wall_us,
+        payload = LivePayload(kind, self._seq, body, flags, sample_wall_us, recv_wall_us,
                             meta).encode()
         self._bytes += len(payload)
         self._messages += 1
@@ -642,15 +642,15 @@ __all__ = [
     "HEADER_BYTES",
     "LIVE_COMMAND_SCHEMAS",
     "ChunkKind",
-    "LiveChunk",
     "LiveCommand",
     "LiveController",
     "LiveError",
     "LiveMode",
+    "LivePayload",
     "LiveRequestError",
     "LiveSink",
     "LiveStats",
     "codec_string",
-    "decode_chunk",
+    "decode_payload",
     "parse_live_command",
 ]

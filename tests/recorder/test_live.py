@@ -19,14 +19,14 @@ from recorder.live import (
     HEADER_BYTES,
     LIVE_COMMAND_SCHEMAS,
     ChunkKind,
-    LiveChunk,
     LiveController,
     LiveError,
     LiveMode,
+    LivePayload,
     LiveRequestError,
     LiveSink,
     codec_string,
-    decode_chunk,
+    decode_payload,
     parse_live_command,
 )
 from recorder.stream_types import StreamInfo
@@ -121,14 +121,14 @@ def clock() -> StepClock:
 
 
 @pytest.fixture
-def published() -> list[LiveChunk]:
+def published() -> list[LivePayload]:
     return []
 
 
 @pytest.fixture
-def sink(clock: StepClock, published: list[LiveChunk]) -> LiveSink:
+def sink(clock: StepClock, published: list[LivePayload]) -> LiveSink:
     return LiveSink(site="village", camera="gate", stream="sub",
-                    publish=lambda payload: published.append(decode_chunk(payload)), clock=clock)
+                    publish=lambda payload: published.append(decode_payload(payload)), clock=clock)
 
 
 @pytest.fixture
@@ -147,13 +147,13 @@ def ffprobe_frames(path: Path) -> int:
     return int(json.loads(out.stdout)["streams"][0]["nb_read_frames"])
 
 
-def test_nobody_watching_publishes_nothing(replay: Replay, published: list[LiveChunk]) -> None:
+def test_nobody_watching_publishes_nothing(replay: Replay, published: list[LivePayload]) -> None:
     replay.feed(30)
     assert published == []
 
 
 def test_init_then_fragments_that_play_in_ffprobe(
-    replay: Replay, sink: LiveSink, published: list[LiveChunk], tmp_path: Path
+    replay: Replay, sink: LiveSink, published: list[LivePayload], tmp_path: Path
 ) -> None:
     replay.feed(5)  # mid-GOP: the view must wait for the next keyframe
     sink.request("v1", LiveMode.MSE, ttl_s=30)
@@ -183,10 +183,10 @@ def test_init_then_fragments_that_play_in_ffprobe(
 
 
 def test_grouped_fragments_start_on_keyframes(
-    h264_clip: Path, clock: StepClock, published: list[LiveChunk], tmp_path: Path
+    h264_clip: Path, clock: StepClock, published: list[LivePayload], tmp_path: Path
 ) -> None:
     sink = LiveSink(site="village", camera="gate", stream="sub", clock=clock, fragment_s=0.2,
-                    publish=lambda payload: published.append(decode_chunk(payload)))
+                    publish=lambda payload: published.append(decode_payload(payload)))
     r = Replay(h264_clip, sink, clock)
     sink.request("v1")
     fed = r.feed(40)
@@ -199,7 +199,7 @@ def test_grouped_fragments_start_on_keyframes(
 
 
 def test_ttl_expiry_stops_publishing(
-    replay: Replay, sink: LiveSink, clock: StepClock, published: list[LiveChunk]
+    replay: Replay, sink: LiveSink, clock: StepClock, published: list[LivePayload]
 ) -> None:
     sink.request("v1", ttl_s=2.0)
     replay.feed(15)  # 1 s
@@ -214,7 +214,7 @@ def test_ttl_expiry_stops_publishing(
 
 
 def test_renewal_keeps_it_going(
-    replay: Replay, sink: LiveSink, published: list[LiveChunk]
+    replay: Replay, sink: LiveSink, published: list[LivePayload]
 ) -> None:
     sink.request("v1", ttl_s=2.0)
     for _ in range(3):
@@ -225,7 +225,7 @@ def test_renewal_keeps_it_going(
 
 
 def test_stop_of_last_view_stops(
-    replay: Replay, sink: LiveSink, published: list[LiveChunk]
+    replay: Replay, sink: LiveSink, published: list[LivePayload]
 ) -> None:
     sink.request("v1")
     sink.request("v2")
@@ -239,7 +239,7 @@ def test_stop_of_last_view_stops(
 
 
 def test_second_view_gets_the_init_again(
-    replay: Replay, sink: LiveSink, published: list[LiveChunk]
+    replay: Replay, sink: LiveSink, published: list[LivePayload]
 ) -> None:
     sink.request("v1")
     replay.feed(10)
@@ -249,7 +249,9 @@ def test_second_view_gets_the_init_again(
     assert len(inits) == 2 and inits[0].body == inits[1].body
 
 
-def test_run_end_announces_end(replay: Replay, sink: LiveSink, published: list[LiveChunk]) -> None:
+def test_run_end_announces_end(
+    replay: Replay, sink: LiveSink, published: list[LivePayload]
+) -> None:
     sink.request("v1")
     replay.feed(5)
     sink.on_run_end("camera stalled")
@@ -258,10 +260,10 @@ def test_run_end_announces_end(replay: Replay, sink: LiveSink, published: list[L
 
 
 def test_jpeg_fallback_for_h265(
-    h265_clip: Path, clock: StepClock, published: list[LiveChunk]
+    h265_clip: Path, clock: StepClock, published: list[LivePayload]
 ) -> None:
     sink = LiveSink(site="village", camera="gate", stream="sub", clock=clock,
-                    publish=lambda payload: published.append(decode_chunk(payload)))
+                    publish=lambda payload: published.append(decode_payload(payload)))
     r = Replay(h265_clip, sink, clock)
     sink.request("v1", LiveMode.JPEG)
     r.feed(30)  # 2 s, two keyframes
@@ -273,10 +275,10 @@ def test_jpeg_fallback_for_h265(
 
 
 def test_h265_codec_string_for_mse(
-    h265_clip: Path, clock: StepClock, published: list[LiveChunk]
+    h265_clip: Path, clock: StepClock, published: list[LivePayload]
 ) -> None:
     sink = LiveSink(site="village", camera="gate", stream="sub", clock=clock,
-                    publish=lambda payload: published.append(decode_chunk(payload)))
+                    publish=lambda payload: published.append(decode_payload(payload)))
     r = Replay(h265_clip, sink, clock)
     sink.request("v1")
     r.feed(3)
@@ -293,16 +295,16 @@ def test_codec_string_of_avc_init() -> None:
 
 
 def test_chunk_round_trip_and_bad_chunks() -> None:
-    chunk = LiveChunk(ChunkKind.INIT, 7, b"body", 1, 11, 22, {"codec": "avc1.64001f"})
-    assert decode_chunk(chunk.encode()) == chunk
+    chunk = LivePayload(ChunkKind.INIT, 7, b"body", 1, 11, 22, {"codec": "avc1.64001f"})
+    assert decode_payload(chunk.encode()) == chunk
     with pytest.raises(LiveError, match="shorter than the header"):
-        decode_chunk(b"DZL1")
+        decode_payload(b"DZL1")
     with pytest.raises(LiveError, match="bad magic"):
-        decode_chunk(b"XXXX" + bytes(HEADER_BYTES))
+        decode_payload(b"XXXX" + bytes(HEADER_BYTES))
     bad_kind = bytearray(chunk.encode())
     bad_kind[4] = 9
     with pytest.raises(LiveError, match="unknown kind 9"):
-        decode_chunk(bytes(bad_kind))
+        decode_payload(bytes(bad_kind))
 
 
 @pytest.mark.parametrize(
