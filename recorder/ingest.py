@@ -1,0 +1,389 @@
+"""Ingest: one thread per (camera, stream) pulling RTSP packets and driving its sinks.
+
+`StreamIngest.run_forever` retries `run_once` with capped, jittered exponential back-off and
+never gives a camera up. A *run* is one continuous connection: it starts at the first packet
+(the wall clock is anchored there, see `recorder.clock.WallAnchor`), is logged through a
+`RunLog` (the index), and ends with a reason; the time between two runs is a *gap*.
+
+Where the bytes come from is behind the `Opener` protocol: `PyavOpener` opens RTSP over TCP
+with FFmpeg; tests and benchmarks may substitute their own. See docs/ingest.md for the
+isolation model (thread per stream) and the read-timeout measurements.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import av
+import av.error
+
+from recorder.backoff import Backoff
+from recorder.clock import Clock, SystemClock, WallAnchor
+from recorder.errors import RecorderError
+from recorder.health import StreamHealth, StreamState
+from recorder.logging_setup import context_logger
+from recorder.stream_types import PacketSink, StreamInfo
+
+if TYPE_CHECKING:
+    import av.container
+    import av.video.stream
+
+__all__ = [
+    "IngestSettings",
+    "Opener",
+    "PyavOpener",
+    "RunLog",
+    "Source",
+    "SourceError",
+    "StreamIngest",
+]
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(RecorderError):
+    """A stream could not be opened or read (unreachable, refused, timed out, bad data)."""
+
+
+class Source(Protocol):
+    """An open stream: its video stream (the remux template) and its packets."""
+
+    @property
+    def video(self) -> av.video.stream.VideoStream: ...
+
+    def packets(self) -> Iterator[av.Packet]:
+        """Packets until the stream ends; raises SourceError on failure or timeout."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Opener(Protocol):
+    def open(self, url: str) -> Source:
+        """Connect; raises SourceError. The returned source must be closed by the caller."""
+        ...
+
+
+class RunLog(Protocol):
+    """Where runs and gaps are recorded (the site index, through the daemon's adapter)."""
+
+    def start_run(self, camera: str, stream: str, start_wall: float) -> int: ...
+
+    def end_run(self, run_id: int, end_wall: float, reason: str) -> None: ...
+
+    def add_gap(
+        self, camera: str, stream: str, start_wall: float, end_wall: float, reason: str
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    open_timeout_s: float = 10.0  # connect + RTSP handshake + first probe
+    read_timeout_s: float = 5.0  # no packet for this long ends the run
+    healthy_run_s: float = 10.0  # a run this long resets the back-off
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+# --- PyAV ----------------------------------------------------------------------------------
+
+
+class PyavSource:
+    def __init__(self, container: av.container.InputContainer, url_for_log: str) -> None:
+        self._container = container
+        self._url = url_for_log
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"{url_for_log}: no video stream")
+        self._video = container.streams.video[0]
+
+    @property
+    def video(self) -> av.video.stream.VideoStream:
+        return self._video
+
+    def packets(self) -> Iterator[av.Packet]:
+        try:
+            yield from self._container.demux(self._video)
+        except (av.error.FFmpegError, OSError) as err:
+            raise SourceError(f"{self._url}: read failed: {_describe(err)}") from err
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class PyavOpener:
+    """RTSP over TCP through FFmpeg, with timeouts that fire inside FFmpeg.
+
+    Two timeouts, both needed (measured, docs/ingest.md): the RTSP demuxer's ``timeout``
+    option (socket I/O, microseconds) and PyAV's ``timeout=(open_s, read_s)`` interrupt
+    callback, which also covers a server that keeps the TCP connection but sends nothing.
+    """
+
+    def __init__(self, *, open_timeout_s: float = 10.0, read_timeout_s: float = 5.0) -> None:
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
+
+    def open(self, url: str) -> Source:
+        options: dict[str, str] = {}
+        if url.startswith(("rtsp://", "rtsps://")):
+            options = {
+                "rtsp_transport": "tcp",
+                "timeout": str(int(self.read_timeout_s * 1e6)),
+                "allowed_media_types": "video",
+            }
+        shown = _redact(url)
+        try:
+            container = av.open(
+                url, options=options, timeout=(self.open_timeout_s, self.read_timeout_s)
+            )
+        except (av.error.FFmpegError, OSError) as err:
+            raise SourceError(f"{shown}: open failed: {_describe(err)}") from err
+        return PyavSource(container, shown)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, av.error.ExitError):
+        return "timed out (no data)"
+    return str(err) or type(err).__name__
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    auth, _, tail = rest.partition("@")
+    return f"{scheme}://{auth.split(':', 1)[0]}:***@{tail}"
+
+
+# --- the ingest loop -----------------------------------------------------------------------
+
+
+class StreamIngest:
+    """Runs one (camera, stream) forever on its own thread.
+
+    Invariants: every opened source is closed; every started run is ended (with a reason)
+    and every sink that saw on_run_start sees on_run_end; a sink that raises is detached for
+    the rest of that run without disturbing the other sinks or the recording.
+    """
+
+    def __init__(
+        self,
+        *,
+        site: str,
+        camera: str,
+        stream: str,
+        url: str,
+        opener: Opener,
+        sinks: Sequence[PacketSink],
+        run_log: RunLog,
+        health: StreamHealth,
+        settings: IngestSettings = IngestSettings(),
+        clock: Clock | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.site = site
+        self.camera = camera
+        self.stream = stream
+        self._url = url
+        self._opener = opener
+        self._sinks = list(sinks)
+        self._run_log = run_log
+        self._health = health
+        self._settings = settings
+        self._clock = clock or SystemClock()
+        self._backoff = backoff or Backoff(settings.backoff_initial_s, settings.backoff_max_s)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._log = context_logger(log, site, f"{camera}/{stream}")
+        self._last_end: tuple[float, str] | None = None  # wall time and reason of the last run
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self.run_forever, name=f"ingest-{self.camera}-{self.stream}", daemon=True
+        )
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop; it notices between packets or when a read times out."""
+        self._stop.set()
+
+    def join(self, timeout_s: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            return not self._thread.is_alive()
+        return True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def add_sink(self, sink: PacketSink) -> None:
+        """Attach a sink from the next run on (e.g. a live sink while someone watches)."""
+        self._sinks = [*self._sinks, sink]
+
+    def remove_sink(self, sink: PacketSink) -> None:
+        self._sinks = [s for s in self._sinks if s is not sink]
+
+    def run_forever(self) -> None:
+        health = self._health
+        while not self._stop.is_set():
+            started = self._clock.monotonic()
+            try:
+                got_packets = self.run_once()
+            except Exception:  # a bug must not end recording for good: log, back off, retry
+                self._log.exception("ingest run failed unexpectedly")
+                got_packets = False
+            if self._stop.is_set():
+                break
+            ran_s = self._clock.monotonic() - started
+            if got_packets and ran_s >= self._settings.healthy_run_s:
+                self._backoff.reset()
+            delay_s = self._backoff.next_delay_s()
+            health.reconnects += 1
+            health.set_state(StreamState.OFFLINE, f"retrying in {delay_s:.1f} s")
+            self._stop.wait(delay_s)
+
+    def run_once(self) -> bool:
+        """One connection: open, stream until it ends, close. True if any packet arrived."""
+        health = self._health
+        health.set_state(StreamState.CONNECTING)
+        try:
+            source = self._opener.open(self._url)
+        except SourceError as err:
+            health.last_error = str(err)
+            self._log.warning("%s", err)
+            return False
+        try:
+            return self._stream(source)
+        finally:
+            source.close()
+
+    # internals ---------------------------------------------------------------------------
+
+    def _stream(self, source: Source) -> bool:
+        health = self._health
+        monotonic = self._clock.monotonic
+        stop = self._stop
+        packets = source.packets()
+        reason = "end of stream"
+        run: _Run | None = None
+        try:
+            for packet in packets:
+                if stop.is_set():
+                    reason = "shutdown"
+                    break
+                size = packet.size
+                if not size:  # the demuxer's empty flush packet
+                    continue
+                now = monotonic()
+                health.packets += 1
+                health.bytes_received += size
+                health.last_packet_monotonic = now
+                if run is None:
+                    run = self._start_run(source, now)
+                for sink in run.sinks:
+                    try:
+                        sink.on_packet(packet)
+                    except Exception as err:
+                        run.detach(sink, err, self._log)
+        except SourceError as err:
+            reason = str(err).split(": ", 1)[-1]
+            health.last_error = str(err)
+            self._log.warning("stream ended: %s", err)
+        finally:
+            if run is not None:
+                self._end_run(run, reason)
+        return run is not None
+
+    def _start_run(self, source: Source, first_packet_monotonic: float) -> _Run:
+        anchor = WallAnchor(self._clock)
+        start_wall = anchor.wall_at(first_packet_monotonic)
+        if self._last_end is not None:
+            gap_start, gap_reason = self._last_end
+            self._run_log.add_gap(self.camera, self.stream, gap_start, start_wall, gap_reason)
+            self._health.gaps += 1
+        run_id = self._run_log.start_run(self.camera, self.stream, start_wall)
+        video = source.video
+        ctx = video.codec_context
+        info = StreamInfo(
+            site=self.site,
+            camera=self.camera,
+            stream=self.stream,
+            run_id=run_id,
+            codec=ctx.name,
+            width=ctx.width,
+            height=ctx.height,
+            time_base_num=video.time_base.numerator if video.time_base else 1,
+            time_base_den=video.time_base.denominator if video.time_base else 90000,
+            run_start_wall=start_wall,
+            av_stream=video,
+        )
+        health = self._health
+        health.runs += 1
+        health.codec, health.width, health.height = info.codec, info.width, info.height
+        run = _Run(run_id=run_id, anchor=anchor, info=info, sinks=[])
+        for sink in self._sinks:
+            try:
+                sink.on_run_start(info)
+            except Exception as err:
+                self._log.exception("sink %s failed to start: %s", type(sink).__name__, err)
+                continue
+            run.sinks.append(sink)
+        health.set_state(
+            StreamState.RECORDING, f"run {run_id}, {info.codec} {info.width}x{info.height}"
+        )
+        return run
+
+    def _end_run(self, run: _Run, reason: str) -> None:
+        last = self._health.last_packet_monotonic
+        end_wall = run.anchor.wall_at(last if last is not None else self._clock.monotonic())
+        for sink in run.sinks:
+            try:
+                sink.on_run_end(reason)
+            except Exception:
+                self._log.exception("sink %s failed to end the run", type(sink).__name__)
+        try:
+            self._run_log.end_run(run.run_id, end_wall, reason)
+        except Exception:
+            self._log.exception("could not record the end of run %s", run.run_id)
+        self._last_end = (end_wall, reason)
+        self._log.info("run %s ended: %s", run.run_id, reason)
+
+
+@dataclass
+class _Run:
+    run_id: int
+    anchor: WallAnchor
+    info: StreamInfo
+    sinks: list[PacketSink]
+
+    def detach(self, sink: PacketSink, err: Exception, logger: logging.LoggerAdapter) -> None:  # type: ignore[type-arg]
+        """Take a failing sink out of this run; the others and the recording go on."""
+        logger.error("sink %s failed, detached until the next run: %r", type(sink).__name__, err)
+        self.sinks = [s for s in self.sinks if s is not sink]
+        try:
+            sink.on_run_end(f"sink error: {err}")
+        except Exception:
+            logger.exception("sink %s failed to end the run", type(sink).__name__)
+
+
+def run_threads(ingests: Sequence[StreamIngest]) -> Callable[[float], bool]:
+    """Start every ingest; return a function that stops them all and joins within a deadline."""
+    for ingest in ingests:
+        ingest.start()
+
+    def stop_all(timeout_s: float) -> bool:
+        for ingest in ingests:
+            ingest.request_stop()
+        deadline = time.monotonic() + timeout_s
+        return all(i.join(max(0.0, deadline - time.monotonic())) for i in ingests)
+
+    return stop_all
