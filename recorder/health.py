@@ -161,6 +161,7 @@ class HealthRegistry:
         self._streams: dict[tuple[str, str], StreamHealth] = {}
         self._alarms: dict[str, str] = {}
         self._collectors: list[Callable[[], Iterable[MetricSample]]] = []
+        self._sections: dict[str, Callable[[], object]] = {}
         self._lock = threading.Lock()
 
     def stream(self, camera: str, stream: str) -> StreamHealth:
@@ -195,6 +196,10 @@ class HealthRegistry:
     def add_collector(self, collector: Callable[[], Iterable[MetricSample]]) -> None:
         self._collectors.append(collector)
 
+    def add_section(self, name: str, provider: Callable[[], object]) -> None:
+        """Add a JSON section to /health (e.g. "storage": free space, writer counters)."""
+        self._sections[name] = provider
+
     def sample(self, now_monotonic: float | None = None) -> None:
         now = time.monotonic() if now_monotonic is None else now_monotonic
         for health in self.streams():
@@ -214,7 +219,7 @@ class HealthRegistry:
             status = "ok"
         else:
             status = "degraded"
-        return {
+        body: dict[str, object] = {
             "site": self.site,
             "status": status,
             "time": now_w,
@@ -222,6 +227,13 @@ class HealthRegistry:
             "alarms": alarms,
             "cameras": cameras,
         }
+        for name, provider in self._sections.items():
+            try:
+                body[name] = provider()
+            except Exception as err:  # one broken section must not hide the rest
+                log.exception("health section %s failed", name, extra={"site": self.site})
+                body[name] = {"error": str(err)}
+        return body
 
     def metrics_text(self) -> str:
         return _render_metrics(self)

@@ -49,6 +49,16 @@ log = logging.getLogger(__name__)
 class SourceError(RecorderError):
     """A stream could not be opened or read (unreachable, refused, timed out, bad data)."""
 
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+# Why a run ended (runs.end_reason) and what the gap after it is called (gaps.reason),
+# as named in docs/storage.md.
+END_EOF, END_TIMEOUT, END_ERROR, END_SHUTDOWN = "eof", "timeout", "error", "shutdown"
+GAP_REASONS = {END_TIMEOUT: "stall", END_EOF: "reconnect", END_ERROR: "reconnect"}
+
 
 class Source(Protocol):
     """An open stream: its video stream (the remux template) and its packets."""
@@ -110,7 +120,9 @@ class PyavSource:
         try:
             yield from self._container.demux(self._video)
         except (av.error.FFmpegError, OSError) as err:
-            raise SourceError(f"{self._url}: read failed: {_describe(err)}") from err
+            raise SourceError(
+                f"{self._url}: read failed: {_describe(err)}", timed_out=_is_timeout(err)
+            ) from err
 
     def close(self) -> None:
         self._container.close()
@@ -142,8 +154,15 @@ class PyavOpener:
                 url, options=options, timeout=(self.open_timeout_s, self.read_timeout_s)
             )
         except (av.error.FFmpegError, OSError) as err:
-            raise SourceError(f"{shown}: open failed: {_describe(err)}") from err
+            raise SourceError(
+                f"{shown}: open failed: {_describe(err)}", timed_out=_is_timeout(err)
+            ) from err
         return PyavSource(container, shown)
+
+
+def _is_timeout(err: BaseException) -> bool:
+    """PyAV's interrupt raises ExitError; FFmpeg's socket timeout raises TimeoutError."""
+    return isinstance(err, av.error.ExitError | TimeoutError)
 
 
 def _describe(err: BaseException) -> str:
@@ -273,12 +292,12 @@ class StreamIngest:
         monotonic = self._clock.monotonic
         stop = self._stop
         packets = source.packets()
-        reason = "end of stream"
+        reason = END_EOF
         run: _Run | None = None
         try:
             for packet in packets:
                 if stop.is_set():
-                    reason = "shutdown"
+                    reason = END_SHUTDOWN
                     break
                 size = packet.size
                 if not size:  # the demuxer's empty flush packet
@@ -295,7 +314,7 @@ class StreamIngest:
                     except Exception as err:
                         run.detach(sink, err, self._log)
         except SourceError as err:
-            reason = str(err).split(": ", 1)[-1]
+            reason = END_TIMEOUT if err.timed_out else END_ERROR
             health.last_error = str(err)
             self._log.warning("stream ended: %s", err)
         finally:
@@ -307,7 +326,8 @@ class StreamIngest:
         anchor = WallAnchor(self._clock)
         start_wall = anchor.wall_at(first_packet_monotonic)
         if self._last_end is not None:
-            gap_start, gap_reason = self._last_end
+            gap_start, end_reason = self._last_end
+            gap_reason = GAP_REASONS.get(end_reason, "reconnect")
             self._run_log.add_gap(self.camera, self.stream, gap_start, start_wall, gap_reason)
             self._health.gaps += 1
         run_id = self._run_log.start_run(self.camera, self.stream, start_wall)
@@ -356,6 +376,8 @@ class StreamIngest:
             self._log.exception("could not record the end of run %s", run.run_id)
         self._last_end = (end_wall, reason)
         self._log.info("run %s ended: %s", run.run_id, reason)
+        if reason == END_EOF:
+            self._health.last_error = "the server ended the stream"
 
 
 @dataclass

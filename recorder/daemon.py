@@ -1,0 +1,415 @@
+"""The recorder daemon: wires one site's parts together and runs until SIGTERM.
+
+Start-up order (each step's precondition is the one before it):
+config -> index -> recovery (no writer runs yet) -> flusher -> disk guard -> health server
+-> ingest threads (explicit URLs at once; ONVIF cameras when their probe succeeds, retried
+in the background so an unreachable camera never delays the others) -> retention timer
+-> READY.  Shutdown runs it backwards: STOPPING -> ingest threads stop (each closes its
+segment through its writer) -> flusher drains (rows for every closed file) -> index closed.
+
+Hook points for other parts of the site: `sink_factories` (motion on the sub stream, live
+view) receive (camera config, stream name) and return extra packet sinks for that stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from recorder.backoff import Backoff
+from recorder.config import CameraConfig, SiteConfig
+from recorder.health import HealthRegistry, HealthServer, MetricSample
+from recorder.index import Index
+from recorder.ingest import IngestSettings, Opener, PyavOpener, StreamIngest
+from recorder.logging_setup import configure as configure_logging
+from recorder.logging_setup import context_logger
+from recorder.sdnotify import Notifier
+from recorder.storage.disk import DiskGuard
+from recorder.storage.flusher import Flusher
+from recorder.storage.recovery import recover
+from recorder.storage.retention import Retention, RetentionPolicy
+from recorder.storage.segment_writer import SegmentWriter
+from recorder.stream_types import PacketSink
+
+__all__ = ["DaemonOptions", "Recorder", "SinkFactory", "run"]
+
+log = logging.getLogger(__name__)
+
+SinkFactory = Callable[[CameraConfig, str], Sequence[PacketSink]]
+INDEX_NAME = "index.sqlite3"
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    health_sample_interval_s: float = 2.0
+    retention_interval_s: float = 60.0
+    probe_timeout_s: float = 10.0
+    probe_backoff_max_s: float = 30.0
+    shutdown_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class _StreamParts:
+    camera: str
+    stream: str
+    ingest: StreamIngest
+    writer: SegmentWriter
+
+
+class Recorder:
+    """One site's recorder. `await run(stop)` until `stop` is set (SIGTERM does that)."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        *,
+        options: DaemonOptions | None = None,
+        opener: Opener | None = None,
+        sink_factories: Iterable[SinkFactory] = (),
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.options = options or DaemonOptions()
+        ing = self.options.ingest
+        self._opener = opener or PyavOpener(
+            open_timeout_s=ing.open_timeout_s, read_timeout_s=ing.read_timeout_s
+        )
+        self._sink_factories = list(sink_factories)
+        self._notifier = notifier or Notifier()
+        self.site = config.site
+        self.root = Path(config.storage.root)
+        self.health = HealthRegistry(self.site)
+        self.health_server: HealthServer | None = None
+        self.index: Index | None = None
+        self.flusher: Flusher | None = None
+        self.disk_guard: DiskGuard | None = None
+        self._streams: list[_StreamParts] = []
+        self._streams_lock = threading.Lock()
+        self._stream_count = sum(1 + self._has_sub(c) for c in config.cameras)
+        self._log = context_logger(log, self.site)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._retention: Retention | None = None
+        self._retention_now = asyncio.Event()
+
+    @staticmethod
+    def _has_sub(camera: CameraConfig) -> bool:
+        return camera.sub_url is not None or camera.onvif_url is not None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._start()
+            self._notifier.ready(self._status_line())
+            self._log.info("recorder ready: %s", self._status_line())
+            await stop.wait()
+        finally:
+            await self._shutdown()
+
+    async def _start(self) -> None:
+        storage = self.config.storage
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.index = Index(self.root / INDEX_NAME)
+        self._recover()
+        self.flusher = Flusher(
+            self.root, self.index, flush_interval_s=storage.flush_interval_s, site=self.site
+        )
+        self.flusher.start()
+        self.disk_guard = DiskGuard(
+            self.root,
+            stop_below_free_bytes=storage.stop_below_free_bytes,
+            resume_above_free_bytes=max(
+                storage.stop_below_free_bytes,
+                (storage.stop_below_free_bytes + storage.min_free_bytes) // 2,
+            ),
+            site=self.site,
+        )
+        self.health.add_section("storage", self._storage_section)
+        self.health.add_collector(self._storage_metrics)
+        self.health_server = HealthServer(
+            self.health, host=self.config.health.listen, port=self.config.health.port
+        )
+        await self.health_server.start()
+        for number, camera in enumerate(self.config.cameras):
+            self.index.upsert_camera(
+                camera.name,
+                site=self.site,
+                onvif_url=camera.onvif_url,
+                main_url=camera.main_url,
+                sub_url=camera.sub_url,
+            )
+            if camera.main_url is not None:
+                self._start_camera(camera, number, camera.main_url, camera.sub_url)
+            else:
+                self._spawn(self._probe_then_start(camera, number), f"probe-{camera.name}")
+        self._spawn(self._health_loop(), "health")
+        self._spawn(self._retention_loop(), "retention")
+        if self._notifier.watchdog_interval_s is not None:
+            self._spawn(self._watchdog_loop(self._notifier.watchdog_interval_s), "watchdog")
+
+    async def _shutdown(self) -> None:
+        self._notifier.stopping()
+        self._log.info("recorder stopping")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await asyncio.to_thread(self._stop_streams)
+        if self.flusher is not None:
+            await asyncio.to_thread(self.flusher.stop, self.options.shutdown_timeout_s)
+        if self.health_server is not None:
+            await self.health_server.stop()
+        if self.index is not None:
+            self.index.close()
+        self._notifier.close()
+        self._log.info("recorder stopped")
+
+    def _stop_streams(self) -> None:
+        """Stop every ingest thread; each ends its run, which closes its segment cleanly."""
+        with self._streams_lock:
+            streams = list(self._streams)
+        for parts in streams:
+            parts.ingest.request_stop()
+        deadline = time.monotonic() + self.options.shutdown_timeout_s
+        for parts in streams:
+            if not parts.ingest.join(max(0.0, deadline - time.monotonic())):
+                self._log.error(
+                    "ingest %s/%s did not stop in time", parts.camera, parts.stream
+                )
+                continue
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+
+    def _status_line(self) -> str:
+        states = [h.state for h in self.health.streams()]
+        recording = sum(s == "recording" for s in states)
+        cameras = len(self.config.cameras)
+        return f"{cameras} cameras, {recording}/{self._stream_count} streams recording"
+
+    # --- cameras --------------------------------------------------------------------------
+
+    def _start_camera(
+        self, camera: CameraConfig, number: int, main_url: str, sub_url: str | None
+    ) -> None:
+        urls = [("main", main_url)] + ([("sub", sub_url)] if sub_url else [])
+        for stream, url in urls:
+            self._start_stream(camera, number, stream, camera.authenticated_url(url))
+
+    def _start_stream(self, camera: CameraConfig, number: int, stream: str, url: str) -> None:
+        assert self.flusher is not None
+        storage = self.config.storage
+        with self._streams_lock:
+            position = len(self._streams)
+        # Stagger the first rotation so cameras started together do not all close, hash
+        # and index a segment in the same second.
+        stagger = (position + 1) / max(1, self._stream_count)
+        writer = SegmentWriter(
+            self.root,
+            self.flusher,
+            disk_guard=self.disk_guard,
+            target_duration_s=storage.segment_duration_s,
+            first_segment_duration_s=max(1.0, storage.segment_duration_s * stagger),
+        )
+        sinks: list[PacketSink] = [writer]
+        for factory in self._sink_factories:
+            sinks.extend(factory(camera, stream))
+        assert self.index is not None
+        ingest = StreamIngest(
+            site=self.site,
+            camera=camera.name,
+            stream=stream,
+            url=url,
+            opener=self._opener,
+            sinks=sinks,
+            run_log=self.index,
+            health=self.health.stream(camera.name, stream),
+            settings=self.options.ingest,
+        )
+        with self._streams_lock:
+            self._streams.append(_StreamParts(camera.name, stream, ingest, writer))
+        ingest.start()
+
+    async def _probe_then_start(self, camera: CameraConfig, number: int) -> None:
+        """Probe an ONVIF camera for its stream URIs, retrying until it answers."""
+        from camera_drivers import OnvifCamera  # the ONVIF stack is loaded only when needed
+        from camera_drivers.errors import CameraError
+
+        clog = context_logger(log, self.site, camera.name)
+        assert camera.onvif_url is not None
+        parts = urlsplit(camera.onvif_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        backoff = Backoff(1.0, self.options.probe_backoff_max_s)
+        for stream in ("main", "sub"):
+            self.health.stream(camera.name, stream)  # visible as "connecting" while probing
+        while True:
+            try:
+                async with OnvifCamera(
+                    parts.hostname,
+                    port,
+                    camera.user,
+                    camera.password,
+                    timeout_s=self.options.probe_timeout_s,
+                ) as onvif:
+                    probe = await onvif.probe()
+                break
+            except CameraError as err:
+                delay_s = backoff.next_delay_s()
+                clog.warning("ONVIF probe failed (%s); retrying in %.1f s", err, delay_s)
+                for stream in ("main", "sub"):
+                    self.health.stream(camera.name, stream).last_error = f"probe: {err}"
+                await asyncio.sleep(delay_s)
+        main_url = probe.main.rtsp_uri
+        sub_url = probe.sub.rtsp_uri if probe.sub is not None else None
+        clog.info("ONVIF probe: main %s, sub %s, clock offset %.1f s",
+                  main_url, sub_url, probe.clock_offset_s or 0.0)  # fmt: skip
+        if self.index is not None:
+            self.index.upsert_camera(
+                camera.name,
+                site=self.site,
+                main_url=main_url,
+                sub_url=sub_url,
+                clock_offset_s=probe.clock_offset_s,
+            )
+        self._start_camera(camera, number, main_url, sub_url)
+
+    # --- periodic work --------------------------------------------------------------------
+
+    async def _health_loop(self) -> None:
+        while True:
+            self.health.sample()
+            if self.disk_guard is not None:
+                status = await asyncio.to_thread(self.disk_guard.status)
+                full = status.storage_full
+                if full and "storage" not in self.health.alarms():
+                    self._retention_now.set()  # free space at once, not at the next tick
+                self.health.set_alarm(
+                    "storage", "storage full: recording stopped until space is freed"
+                    if full else None,
+                )  # fmt: skip
+            self._notifier.status(self._status_line())
+            await asyncio.sleep(self.options.health_sample_interval_s)
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self._retention_pass)
+            except Exception:
+                self._log.exception("retention pass failed")
+            self._retention_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._retention_now.wait(), self.options.retention_interval_s
+                )
+
+    async def _watchdog_loop(self, interval_s: float) -> None:
+        """WATCHDOG=1 while the event loop and the flusher thread are alive."""
+        while True:
+            flusher_alive = self.flusher is not None and self.flusher._thread is not None and (
+                self.flusher._thread.is_alive()
+            )
+            if flusher_alive:
+                self._notifier.watchdog()
+            else:
+                self._log.error("flusher thread is dead: withholding the watchdog ping")
+            await asyncio.sleep(interval_s)
+
+    # --- storage hooks --------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Start-up sweep (docs/storage.md, "Recover at start-up"), before any writer runs."""
+        assert self.index is not None
+        recover(self.root, self.index, site=self.site)  # logs its report
+
+    def _retention_pass(self) -> None:
+        if self._retention is None:
+            assert self.index is not None
+            storage = self.config.storage
+            policy = RetentionPolicy(
+                retain_days=storage.retain_days,
+                retain_days_by_camera={
+                    c.name: c.retain_days for c in self.config.cameras if c.retain_days
+                },
+                event_retain_days=storage.event_retain_days,
+                quota_bytes=storage.quota_bytes,
+                min_free_bytes=storage.min_free_bytes,
+            )
+            self._retention = Retention(self.root, self.index, policy, site=self.site)
+        self._retention.run()  # logs what it deleted
+
+    def _storage_section(self) -> dict[str, object]:
+        writers = self._writer_totals()
+        section: dict[str, object] = dict(writers)
+        if self.disk_guard is not None:
+            section.update(asdict(self.disk_guard.status()))
+        if self.flusher is not None:
+            section["flusher"] = asdict(self.flusher.stats())
+        with self._streams_lock:
+            streams = list(self._streams)
+        section["streams"] = {
+            f"{p.camera}/{p.stream}": asdict(p.writer.stats()) for p in streams
+        }
+        return section
+
+    def _writer_totals(self) -> dict[str, int]:
+        with self._streams_lock:
+            stats = [p.writer.stats() for p in self._streams]
+        return {
+            "media_bytes_written": sum(s.media_bytes_written for s in stats),
+            "segments_closed": sum(s.segments_closed for s in stats),
+        }
+
+    def _storage_metrics(self) -> list[MetricSample]:
+        samples = []
+        if self.disk_guard is not None:
+            status = self.disk_guard.status()
+            samples.append(MetricSample("dozor_storage_free_bytes", "Free bytes under the "
+                                        "storage root.", "gauge", status.free_bytes))  # fmt: skip
+        with self._streams_lock:
+            streams = list(self._streams)
+        for p in streams:
+            st = p.writer.stats()
+            labels = (("camera", p.camera), ("stream", p.stream))
+            samples += [
+                MetricSample("dozor_segments_closed_total", "Segments closed.", "counter",
+                             st.segments_closed, labels),
+                MetricSample("dozor_written_media_bytes_total", "Media bytes written.",
+                             "counter", st.media_bytes_written, labels),
+                MetricSample("dozor_dropped_disk_full_total", "Packets dropped: disk full.",
+                             "counter", st.dropped_disk_full, labels),
+            ]  # fmt: skip
+        if self.flusher is not None:
+            fs = self.flusher.stats()
+            samples.append(MetricSample("dozor_segments_indexed_total", "Segments indexed.",
+                                        "counter", fs.segments_indexed))  # fmt: skip
+        return samples
+
+
+def run(config: SiteConfig, *, log_level: str = "INFO") -> int:
+    """Run the recorder in the foreground until SIGTERM or SIGINT. Returns the exit code."""
+    configure_logging(config.site, log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Recorder(config).run(stop)
+
+    try:
+        asyncio.run(main())
+    except Exception:
+        log.exception("recorder failed", extra={"site": config.site})
+        return 1
+    return 0
