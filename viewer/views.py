@@ -1,0 +1,356 @@
+"""HTML pages: login and logout, the duty officer's wall, health board, audit log, users,
+and the language switch."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from viewer.accounts import Role, User, parse_scope
+from viewer.audit import Action
+from viewer.auth import (
+    CSRF_FIELD,
+    PRELOGIN_COOKIE,
+    SESSION_COOKIE,
+    Permission,
+    Session,
+    has_permission,
+    tokens_match,
+)
+from viewer.config import LANGUAGES
+from viewer.errors import AccountError, AccountLocked, AuthError, LoginThrottled, RequestInvalid
+from viewer.i18n import LANGUAGE_COOKIE, catalog, choose_language, translate
+from viewer.templates import escape, render
+from viewer.web import client_address, context, current_session, int_param, require, text_field
+
+NAV = (  # (path, permission, label key)
+    ("/", Permission.WALL, "nav.wall"),
+    ("/health", Permission.HEALTH, "nav.health"),
+    ("/audit", Permission.AUDIT, "nav.audit"),
+    ("/users", Permission.USERS, "nav.users"),
+)
+COOKIE_MAX_AGE_S = 365 * 24 * 3600
+
+
+def language_of(request: web.Request) -> str:
+    session = current_session(request)
+    return choose_language(
+        session.user.language if session else None,
+        request.cookies.get(LANGUAGE_COOKIE),
+        context(request).config.default_language,
+    )
+
+
+def _json_for_script(data: object) -> str:
+    """JSON safe inside <script type="application/json"> (no '</script>' breakout)."""
+    return json.dumps(data, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _nav(user: User, language: str, active: str) -> str:
+    links = []
+    for path, permission, label in NAV:
+        if has_permission(user, permission):
+            cls = ' class="active" aria-current="page"' if path == active else ""
+            links.append(f'<a href="{path}"{cls}>{escape(translate(language, label))}</a>')
+    return "".join(links)
+
+
+def _language_switch(language: str, csrf: str, back: str) -> str:
+    buttons = "".join(
+        f'<button type="submit" name="language" value="{lang}"'
+        f'{" disabled" if lang == language else ""}>{lang.upper()}</button>'
+        for lang in LANGUAGES
+    )
+    return (
+        f'<form class="lang" method="post" action="/language">'
+        f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(csrf)}">'
+        f'<input type="hidden" name="back" value="{escape(back)}">{buttons}</form>'
+    )
+
+
+def page(
+    request: web.Request, session: Session, *, name: str, title_key: str, body: str,
+    scripts: tuple[str, ...] = (),
+) -> web.Response:
+    language = language_of(request)
+    user = session.user
+    html = render(
+        "base.html", language,
+        lang=language,
+        page=name,
+        csrf=session.csrf_token,
+        title=translate(language, title_key),
+        nav=_nav(user, language, request.path),
+        username=user.username,
+        role=translate(language, f"role.{user.role.value}"),
+        language_switch=_language_switch(language, session.csrf_token, request.path),
+        body=body,
+        i18n=_json_for_script(catalog(language)),
+        permissions=" ".join(sorted(p.value for p in Permission if has_permission(user, p))),
+        scripts="".join(f'<script src="/static/{s}" defer></script>' for s in scripts),
+    )
+    return web.Response(text=html, content_type="text/html")
+
+
+# login and logout
+
+
+def _set_cookie(response: web.StreamResponse, name: str, value: str, max_age: int | None) -> None:
+    response.set_cookie(
+        name, value, path="/", secure=True, httponly=True, samesite="Strict", max_age=max_age
+    )
+
+
+async def login_form(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+    if current_session(request) is not None and request.method == "GET":
+        raise web.HTTPSeeOther("/")
+    language = language_of(request)
+    token = secrets.token_urlsafe(32)
+    html = render(
+        "login.html", language, lang=language, csrf=token,
+        error=f'<p class="error" role="alert">{escape(error)}</p>' if error else "",
+        languages="".join(
+            f'<a href="/language?set={lang}" class="{"active" if lang == language else ""}">'
+            f"{lang.upper()}</a>"
+            for lang in LANGUAGES
+        ),
+    )
+    response = web.Response(text=html, content_type="text/html", status=status)
+    _set_cookie(response, PRELOGIN_COOKIE, token, max_age=3600)
+    return response
+
+
+async def login(request: web.Request) -> web.Response:
+    ctx = context(request)
+    language = language_of(request)
+    form = await request.post()
+    if not tokens_match(request.cookies.get(PRELOGIN_COOKIE), form.get(CSRF_FIELD)):  # type: ignore[arg-type]
+        return await login_form(request, translate(language, "login.expired"), status=403)
+    username = text_field(form, "username", max_len=64).strip().lower()
+    password = text_field(form, "password", max_len=256)
+    if not username or not password:
+        return await login_form(request, translate(language, "login.missing"), status=400)
+    address = client_address(request)
+    try:
+        user = await ctx.authenticator.login(username, password, address)
+    except AuthError as err:
+        if isinstance(err, LoginThrottled):
+            outcome, key, status = "throttled", "login.throttled", 429
+        elif isinstance(err, AccountLocked):
+            outcome, key, status = "locked", "login.locked", 403
+        else:
+            outcome, key, status = "bad_credentials", "login.failed", 401
+        ctx.audit.record(Action.LOGIN_FAILED, username=username, address=address,
+                         outcome=outcome)
+        response = await login_form(request, translate(language, key), status=status)
+        if isinstance(err, LoginThrottled):
+            response.headers["Retry-After"] = str(max(1, round(err.retry_after_s)))
+        return response
+    token, _session = ctx.sessions.create(user, address)
+    ctx.audit.record(Action.LOGIN, username=user.username, address=address)
+    response = web.HTTPSeeOther("/" if has_permission(user, Permission.WALL) else "/health")
+    _set_cookie(response, SESSION_COOKIE, token, max_age=None)
+    response.del_cookie(PRELOGIN_COOKIE, path="/")
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    ctx = context(request)
+    session = current_session(request)
+    if session is not None:
+        ctx.sessions.end(session)
+        ctx.audit.record(Action.LOGOUT, username=session.user.username,
+                         address=client_address(request))
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+async def set_language(request: web.Request) -> web.Response:
+    """POST (logged in, CSRF-checked) or GET ?set= on the login page (cookie only)."""
+    ctx = context(request)
+    if request.method == "POST":
+        form = await request.post()
+        language = text_field(form, "language", max_len=8)
+        back = text_field(form, "back", max_len=200, required=False, default="/")
+    else:
+        language = text_field(request.query, "set", max_len=8)
+        back = "/login"
+    if language not in LANGUAGES:
+        raise RequestInvalid("language", f"must be one of {', '.join(LANGUAGES)}")
+    if not back.startswith("/") or back.startswith("//"):
+        back = "/"
+    session = current_session(request)
+    if session is not None and request.method == "POST":
+        ctx.accounts.set_language(session.user.id, language)
+    response = web.HTTPSeeOther(back)
+    response.set_cookie(LANGUAGE_COOKIE, language, path="/", secure=True, samesite="Strict",
+                        max_age=COOKIE_MAX_AGE_S)
+    raise response
+
+
+# pages
+
+
+async def wall(request: web.Request) -> web.Response:
+    session = require(request, Permission.WALL)
+    language = language_of(request)
+    return page(request, session, name="wall", title_key="nav.wall",
+                body=render("wall.html", language), scripts=("desk.js", "live.js"))
+
+
+async def health_page(request: web.Request) -> web.Response:
+    session = require(request, Permission.HEALTH)
+    language = language_of(request)
+    return page(request, session, name="health", title_key="nav.health",
+                body=render("health.html", language), scripts=("desk.js",))
+
+
+def _time(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _parse_day(value: str, name: str) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+    except ValueError as err:
+        raise RequestInvalid(name, f"{value[:20]!r} is not a date YYYY-MM-DD") from err
+
+
+async def audit_page(request: web.Request) -> web.Response:
+    session = require(request, Permission.AUDIT)
+    ctx = context(request)
+    language = language_of(request)
+    q = request.query
+    username = text_field(q, "user", max_len=64, required=False).strip().lower() or None
+    action_raw = text_field(q, "action", max_len=32, required=False)
+    try:
+        action = Action(action_raw) if action_raw else None
+    except ValueError as err:
+        raise RequestInvalid("action", f"{action_raw!r} is not a known action") from err
+    since_s = text_field(q, "since", max_len=10, required=False)
+    until_s = text_field(q, "until", max_len=10, required=False)
+    since = _parse_day(since_s, "since")
+    until = _parse_day(until_s, "until")
+    if until is not None:
+        until += 24 * 3600  # the whole day
+    limit = int_param(q.get("limit", "200"), "limit", minimum=1, maximum=5000)
+    entries = ctx.audit.query(username=username, action=action, since=since, until=until,
+                              limit=limit)
+    rows = "".join(
+        "<tr>"
+        f"<td>{escape(_time(e.at))}</td><td>{escape(e.username)}</td>"
+        f"<td>{escape(e.address)}</td><td>{escape(translate(language, 'action.' + e.action))}"
+        f"</td><td>{escape(e.outcome)}</td>"
+        f"<td>{escape('/'.join(x for x in (e.site, e.camera) if x))}</td>"
+        f"<td>{escape(json.dumps(e.detail, ensure_ascii=False) if e.detail else '')}</td>"
+        "</tr>"
+        for e in entries
+    )
+    options = '<option value="">*</option>' + "".join(
+        f'<option value="{a.value}"{" selected" if a == action else ""}>'
+        f"{escape(translate(language, 'action.' + a.value))}</option>"
+        for a in Action
+    )
+    body = render("audit.html", language, user=username or "", since=since_s, until=until_s,
+                  actions=options, rows=rows, count=len(entries))
+    return page(request, session, name="audit", title_key="nav.audit", body=body)
+
+
+async def users_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+    session = require(request, Permission.USERS)
+    ctx = context(request)
+    language = language_of(request)
+    csrf = escape(session.csrf_token)
+    rows = []
+    for u in ctx.accounts.list():
+        state = "disabled" if u.disabled else "locked" if u.locked else "active"
+        actions = (
+            f'<form method="post" action="/users/{escape(u.username)}/state">'
+            f'<input type="hidden" name="{CSRF_FIELD}" value="{csrf}">'
+            + (f'<button name="state" value="enabled">{escape(translate(language, "users.enable"))}'
+               "</button>" if u.disabled else
+               f'<button name="state" value="disabled">'
+               f'{escape(translate(language, "users.disable"))}</button>')
+            + (f'<button name="state" value="unlocked">'
+               f'{escape(translate(language, "users.unlock"))}</button>' if u.locked else "")
+            + "</form>"
+        )
+        rows.append(
+            f"<tr><td>{escape(u.username)}</td>"
+            f"<td>{escape(translate(language, 'role.' + u.role.value))}</td>"
+            f"<td>{escape(', '.join(u.sites))}</td><td>{escape(', '.join(u.cameras))}</td>"
+            f"<td>{escape(translate(language, 'users.state.' + state))}</td><td>{actions}</td></tr>"
+        )
+    roles = "".join(
+        f'<option value="{r.value}">{escape(translate(language, "role." + r.value))}</option>'
+        for r in Role
+    )
+    body = render("users.html", language, rows="".join(rows), roles=roles, csrf=session.csrf_token,
+                  error=f'<p class="error" role="alert">{escape(error)}</p>' if error else "")
+    response = page(request, session, name="users", title_key="nav.users", body=body)
+    response.set_status(status)
+    return response
+
+
+async def users_add(request: web.Request) -> web.Response:
+    session = require(request, Permission.USERS)
+    ctx = context(request)
+    form = await request.post()
+    username = text_field(form, "username", max_len=32).strip().lower()
+    password = text_field(form, "password", max_len=256)
+    role = text_field(form, "role", max_len=32)
+    sites = text_field(form, "sites", max_len=1000, required=False, default="*")
+    cameras = text_field(form, "cameras", max_len=4000, required=False, default="*")
+    try:
+        ctx.accounts.add(username, password, role, sites=parse_scope(sites, "sites"),
+                         cameras=parse_scope(cameras, "cameras"), now=ctx.clock.wall())
+    except AccountError as err:
+        return await users_page(request, str(err), status=400)
+    ctx.audit.record(Action.CONFIG_CHANGE, username=session.user.username,
+                     address=client_address(request), change="user_add", target=username,
+                     role=role, sites=sites, cameras=cameras)
+    raise web.HTTPSeeOther("/users")
+
+
+async def users_state(request: web.Request) -> web.Response:
+    session = require(request, Permission.USERS)
+    ctx = context(request)
+    username = request.match_info["username"]
+    form = await request.post()
+    state = text_field(form, "state", max_len=16)
+    try:
+        if state == "disabled":
+            if username == session.user.username:
+                raise AccountError("state: you cannot disable your own account")
+            ctx.accounts.set_disabled(username, True)
+        elif state == "enabled":
+            ctx.accounts.set_disabled(username, False)
+        elif state == "unlocked":
+            ctx.accounts.unlock(username)
+        else:
+            raise RequestInvalid("state", "must be disabled, enabled or unlocked")
+    except AccountError as err:
+        return await users_page(request, str(err), status=400)
+    ctx.audit.record(Action.CONFIG_CHANGE, username=session.user.username,
+                     address=client_address(request), change=f"user_{state}", target=username)
+    raise web.HTTPSeeOther("/users")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/language", set_language)
+    app.router.add_post("/language", set_language)
+    app.router.add_get("/", wall)
+    app.router.add_get("/health", health_page)
+    app.router.add_get("/audit", audit_page)
+    app.router.add_get("/users", users_page)
+    app.router.add_post("/users", users_add)
+    app.router.add_post("/users/{username}/state", users_state)
