@@ -17,10 +17,27 @@ class FaultState:
     stall: bool = False  # keep connections open but send nothing
     offline_until_monotonic: float = 0.0  # every service unreachable until then
     rtp_timestamp_offset_90k: int = 0  # added to every RTP timestamp (a "jump")
+    # Called by drop(): the services close their connections (the RTSP server registers).
+    drop_listeners: list[Callable[[], None]] = field(
+        default_factory=list, repr=False, compare=False
+    )
 
     def offline(self, now_monotonic: float | None = None) -> bool:
         now = time.monotonic() if now_monotonic is None else now_monotonic
         return now < self.offline_until_monotonic
+
+    def drop(self) -> None:
+        """Close every open connection now (new ones are accepted as usual)."""
+        for listener in list(self.drop_listeners):
+            listener()
+
+    def go_offline(self, duration_s: float) -> None:
+        """Unreachable for `duration_s`: connections dropped, new ones get no answer."""
+        self.offline_until_monotonic = time.monotonic() + duration_s
+        self.drop()
+
+    def jump_timestamps(self, jump_s: float) -> None:
+        self.rtp_timestamp_offset_90k += round(jump_s * 90_000)
 
 
 @dataclass
