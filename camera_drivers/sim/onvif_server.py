@@ -196,9 +196,11 @@ class OnvifServer:
         app = web.Application(middlewares=[self._offline_middleware])
         app.router.add_post("/onvif/{path:.*}", self._handle_soap)
         app.router.add_get(SNAPSHOT_PATH, self._handle_snapshot)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, shutdown_timeout=0.5)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         sockets = self._runner.addresses
         self.camera.onvif_port = int(sockets[0][1])
