@@ -16,8 +16,8 @@ from camera_drivers import (
     CameraEventKind,
     CameraTimeout,
     CameraUnreachable,
-    NoUsableProfile,
     NotOnvifDevice,
+    NoUsableProfile,
     OnvifCamera,
     parse_device_url,
 )
@@ -75,7 +75,7 @@ async def test_probe_without_h264_or_h265_profile_is_no_usable_profile():
     sim = await start_sim(make_camera(), _JpegOnlyServer)
     try:
         async with _camera(sim) as cam:
-            with pytest.raises(NoUsableProfile, match="no H.264/H.265"):
+            with pytest.raises(NoUsableProfile, match=r"no H\.264/H\.265"):
                 await cam.probe()
     finally:
         await sim.server.close()
