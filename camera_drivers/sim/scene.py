@@ -27,8 +27,10 @@ class MovingObject:
         """(x, y, w, h) as fractions of the frame at loop time t_s, or None when absent."""
         if not self.start_s <= t_s < self.end_s:
             return None
+        # Wholly inside the frame for the whole interval, so "motion on screen" is exact:
+        # the left edge goes from 0 to 1 - width.
         progress = (t_s - self.start_s) / (self.end_s - self.start_s)
-        x = -self.width_frac + progress * (1.0 + self.width_frac)
+        x = progress * (1.0 - self.width_frac)
         return (x, self.y_frac, self.width_frac, self.height_frac)
 
 
