@@ -18,6 +18,7 @@ import enum
 import io
 import json
 import logging
+import math
 import struct
 import threading
 from collections import deque
@@ -227,11 +228,12 @@ class _FragmentMuxer:
     def __init__(self, info: StreamInfo, fragment_s: float) -> None:
         flags = "empty_moov+default_base_moof"
         options = {"flush_packets": "1"}
-        if fragment_s > 0:
-            flags += "+frag_keyframe"
-            options["frag_duration"] = str(int(fragment_s * 1_000_000))
-        else:
+        if fragment_s <= 0:
             flags += "+frag_every_frame"
+        else:
+            flags += "+frag_keyframe"  # alone (fragment_s infinite): one fragment per GOP
+            if math.isfinite(fragment_s):
+                options["frag_duration"] = str(int(fragment_s * 1_000_000))
         options["movflags"] = flags
         self._file = _Collect()
         try:
@@ -343,7 +345,7 @@ class LiveSink:
 
     `publish(payload)` must not block (paho's publish only queues). `fragment_s` 0 cuts a
     fragment per frame (lowest latency); > 0 groups frames up to that duration (less
-    overhead: see docs/live.md for the measured trade-off).
+    overhead), math.inf one fragment per GOP: see docs/live.md for the measured trade-off.
     """
 
     def __init__(

@@ -53,7 +53,7 @@ class FeedKey:
 Requester = Callable[[str, str, dict[str, Any], float], Awaitable[dict[str, Any]]]
 
 
-@dataclass
+@dataclass(eq=False)  # identity: watchers live in sets
 class Watcher:
     """One browser's queue. `need_keyframe`: skip media until a fragment starts with one."""
 

@@ -1,0 +1,350 @@
+"""Benchmark of the live path: camera packet received by the recorder -> fragment at the browser.
+
+    python -m bench.live --seconds 10 [--views 1] [--modes frame,0.2,gop]
+
+Everything is real and on loopback: Debian's GStreamer RTSP server (640x360 H.264 at 15 fps,
+1 s GOP), the recorder's StreamIngest with a LiveSink, police_link's SiteLink and ViewerLink
+through a mosquitto broker, the viewer's live relay (aiohttp), and WebSocket clients standing
+in for browsers. For each fragmenting mode it prints the added latency p50/p95 (wall time at
+the client minus the wall time the recorder received the fragment's first packet) and the
+bytes per second each view receives against the camera stream's own bitrate. The peer is
+the usual way to get fMP4 out of a camera without transcoding, `-c copy -movflags
+frag_keyframe+empty_moov` (one fragment per GOP), measured in the same run as mode "gop".
+The last line printed is one JSON object of the figures.
+
+`LiveRig` (the whole chain) is also what the end-to-end tests use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from police_link import BrokerSettings, SiteLink, ViewerLink
+from recorder.health import StreamHealth
+from recorder.ingest import IngestSettings, PyavOpener, StreamIngest
+from recorder.live import LIVE_COMMAND_SCHEMAS, ChunkKind, LiveController, decode_payload
+from viewer.live import LiveAccess, LiveHub, add_live_routes
+
+ROOT = Path(__file__).resolve().parent.parent
+GST_SERVER = ROOT / "tests" / "fixtures" / "gst_rtsp_server.py"
+SYSTEM_PYTHON = "/usr/bin/python3"
+SITE = "bench"
+CAMERA = "gate"
+# A new view first gets the fragments cached since the last keyframe: not live latency.
+STARTUP_BURST_S = 0.3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_gst_server(*, width: int = 640, height: int = 360, fps: int = 15,
+                     bitrate_kbit: int = 512, pattern: str = "snow"
+                     ) -> tuple[subprocess.Popen[str], str]:
+    """Debian's GStreamer RTSP server (tests/fixtures/gst_rtsp_server.py); returns its URL.
+
+    "snow" keeps the encoder at its target bitrate, as a real street scene does; "ball"
+    compresses to almost nothing, which would overstate the per-fragment overhead.
+    """
+    proc = subprocess.Popen(
+        [SYSTEM_PYTHON, str(GST_SERVER), "--width", str(width), "--height", str(height),
+         "--fps", str(fps), "--bitrate-kbit", str(bitrate_kbit), "--pattern", pattern],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("READY "):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"GStreamer RTSP server did not start: {line!r}")
+    return proc, line.split(" ", 1)[1].strip()
+
+
+def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A throwaway broker on a random loopback port, anonymous, no persistence."""
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return proc, port
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError("mosquitto did not start")
+
+
+class MemoryRunLog:
+    """recorder.ingest.RunLog that keeps runs in memory (no index needed here)."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, str, float]] = []
+
+    def start_run(self, camera: str, stream: str, start_wall: float) -> int:
+        self.runs.append((camera, stream, start_wall))
+        return len(self.runs)
+
+    def end_run(self, run_id: int, end_wall: float, reason: str) -> None:
+        pass
+
+    def add_gap(self, camera: str, stream: str, start_wall: float, end_wall: float,
+                reason: str) -> None:
+        pass
+
+
+def allow_all(request: web.Request, site: str, camera: str) -> LiveAccess:
+    return LiveAccess("bench", request.remote or "-")
+
+
+@dataclass
+class LiveRig:
+    """Recorder (ingest + live sink + SiteLink) and viewer (ViewerLink + relay) on a broker."""
+
+    rtsp_url: str
+    broker_port: int
+    workdir: Path
+    fragment_s: float = 0.0
+    ttl_s: int = 30
+    extra_routes: Callable[[web.Application], None] | None = None
+    health: StreamHealth = field(init=False)
+    controller: LiveController = field(init=False)
+    hub: LiveHub = field(init=False)
+    http_port: int = field(init=False)
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list, init=False)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[LiveRig]:
+        broker = BrokerSettings(host="127.0.0.1", port=self.broker_port, tls=False,
+                                keepalive_s=10, client_id=f"site-{SITE}")
+        site_link = SiteLink(SITE, broker, str(self.workdir / f"outbox-{os.getpid()}.db"),
+                             cameras=[CAMERA])
+        self.controller = LiveController(SITE, site_link.publish_live,
+                                         fragment_s=self.fragment_s)
+        for kind, schema in LIVE_COMMAND_SCHEMAS.items():
+            site_link.on_command(kind, self.controller.handle_request, schema)
+        self.health = StreamHealth(SITE, CAMERA, "sub")
+        ingest = StreamIngest(
+            site=SITE, camera=CAMERA, stream="sub", url=self.rtsp_url, opener=PyavOpener(),
+            sinks=[self.controller.sink(CAMERA, "sub")], run_log=MemoryRunLog(),
+            health=self.health, settings=IngestSettings(read_timeout_s=3.0),
+        )
+        viewer_link = ViewerLink(
+            BrokerSettings(host="127.0.0.1", port=self.broker_port, tls=False, keepalive_s=10,
+                           client_id="viewer-bench"), sender="viewer1")
+
+        async def request(site: str, kind: str, args: dict[str, Any], timeout_s: float
+                          ) -> dict[str, Any]:
+            self.requests.append((kind, dict(args)))
+            return await viewer_link.request(site, kind, args, timeout_s=timeout_s)
+
+        self.hub = LiveHub(request, ttl_s=self.ttl_s)
+        app = web.Application()
+        add_live_routes(app, self.hub, allow_all)
+        if self.extra_routes is not None:
+            self.extra_routes(app)
+        runner = web.AppRunner(app)
+        site_link.start()
+        await viewer_link.start()
+        ingest.start()
+        pump: asyncio.Task[None] | None = None
+        try:
+            if not await viewer_link.wait_connected(10) or not await asyncio.to_thread(
+                site_link.wait_connected, 10
+            ):
+                raise RuntimeError("the links did not connect to mosquitto")
+
+            async def route() -> None:
+                async for message in viewer_link.messages():
+                    self.hub.handle(message)
+
+            pump = asyncio.create_task(route())
+            await runner.setup()
+            self.http_port = free_port()
+            await web.TCPSite(runner, "127.0.0.1", self.http_port).start()
+            yield self
+        finally:
+            if pump is not None:
+                pump.cancel()
+            await runner.cleanup()
+            ingest.request_stop()
+            await asyncio.to_thread(ingest.join, 10)
+            await viewer_link.stop()
+            await asyncio.to_thread(site_link.stop)
+
+    def ws_url(self, stream: str = "sub", mode: str = "mse") -> str:
+        return f"http://127.0.0.1:{self.http_port}/ws/live/{SITE}/{CAMERA}?stream={stream}&mode={mode}"
+
+
+@dataclass
+class ViewFigures:
+    latencies_ms: list[float] = field(default_factory=list)
+    bytes: int = 0
+    media_bytes: int = 0  # MEDIA messages, as received
+    sample_bytes: int = 0  # the camera's own data in them (mdat payloads)
+    ws_header_bytes: int = 0  # WebSocket framing of every binary message
+    media: int = 0
+    inits: int = 0
+    jpegs: int = 0
+    texts: list[dict[str, Any]] = field(default_factory=list)
+    first_s: float | None = None  # monotonic arrival of the first and last binary message
+    last_s: float | None = None
+
+
+async def watch(url: str, seconds: float, figures: ViewFigures) -> None:
+    """A browser stand-in: receive for `seconds`, timing every media fragment on arrival."""
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = await ws.receive(timeout=left)
+            except TimeoutError:
+                break
+            now_us = time.time() * 1e6
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                now_s = time.monotonic()
+                if figures.first_s is None:
+                    figures.first_s = now_s
+                figures.last_s = now_s
+                chunk = decode_payload(msg.data)
+                figures.bytes += len(msg.data)
+                figures.ws_header_bytes += ws_header_size(len(msg.data))
+                if chunk.kind is ChunkKind.MEDIA:
+                    figures.media += 1
+                    if now_s - figures.first_s >= STARTUP_BURST_S:
+                        figures.latencies_ms.append((now_us - chunk.recv_wall_us) / 1000)
+                    figures.media_bytes += len(msg.data) + ws_header_size(len(msg.data))
+                    figures.sample_bytes += mdat_payload_size(chunk.body)
+                elif chunk.kind is ChunkKind.INIT:
+                    figures.inits += 1
+                elif chunk.kind is ChunkKind.JPEG:
+                    figures.jpegs += 1
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                figures.texts.append(json.loads(msg.data))
+            else:
+                break
+
+
+def ws_header_size(payload_len: int) -> int:
+    """RFC 6455 frame header of an unmasked server-to-client message."""
+    return 2 if payload_len < 126 else 4 if payload_len < 65536 else 10
+
+
+def mdat_payload_size(fragment: bytes) -> int:
+    """Bytes of samples in a moof+mdat fragment."""
+    moof_size = int.from_bytes(fragment[:4], "big")
+    return int.from_bytes(fragment[moof_size : moof_size + 4], "big") - 8
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def measure_mode(url: str, port: int, workdir: Path, fragment_s: float, seconds: float,
+                       views: int) -> dict[str, Any]:
+    rig = LiveRig(url, port, workdir, fragment_s=fragment_s)
+    async with rig.running():
+        await asyncio.sleep(1.0)  # the ingest connects and runs
+        bytes0, t0 = rig.health.bytes_received, time.monotonic()
+        cpu0 = time.process_time()
+        figures = [ViewFigures() for _ in range(views)]
+        await asyncio.gather(*(watch(rig.ws_url(), seconds, f) for f in figures))
+        elapsed = time.monotonic() - t0
+        stream_bytes = rig.health.bytes_received - bytes0
+        cpu_s = time.process_time() - cpu0
+    stream_bps = stream_bytes * 8 / elapsed
+    latencies = [x for f in figures for x in f.latencies_ms]
+    view_bps = statistics.mean(
+        f.bytes * 8 / (f.last_s - f.first_s) if f.first_s and f.last_s and f.last_s > f.first_s
+        else 0.0 for f in figures)
+    media_bytes = sum(f.media_bytes for f in figures)
+    sample_bytes = sum(f.sample_bytes for f in figures)
+    return {
+        "fragment_s": fragment_s if math.isfinite(fragment_s) else "gop",
+        "views": views,
+        "fragments_per_view": statistics.mean(f.media for f in figures),
+        "latency_p50_ms": round(percentile(latencies, 50), 1),
+        "latency_p95_ms": round(percentile(latencies, 95), 1),
+        "latency_max_ms": round(max(latencies, default=math.nan), 1),
+        "stream_kbit_s": round(stream_bps / 1000, 1),
+        "view_kbit_s": round(view_bps / 1000, 1),
+        # what a view receives per byte of camera data, counted fragment by fragment
+        "overhead_pct": round((media_bytes / sample_bytes - 1) * 100, 2)
+        if sample_bytes else math.nan,
+        "process_cpu_pct": round(cpu_s / elapsed * 100, 1),
+    }
+
+
+MODES = {"frame": 0.0, "gop": math.inf}
+
+
+async def amain(args: argparse.Namespace) -> dict[str, Any]:
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
+        gst, url = start_gst_server(bitrate_kbit=args.bitrate_kbit, pattern=args.pattern)
+        broker, port = start_mosquitto(Path(tmp))
+        results = {}
+        try:
+            for mode in modes:
+                fragment_s = MODES[mode] if mode in MODES else float(mode)
+                results[mode] = await measure_mode(url, port, Path(tmp), fragment_s,
+                                                   args.seconds, args.views)
+                r = results[mode]
+                print(f"mode {mode:>5}: latency p50 {r['latency_p50_ms']} ms, p95 "
+                      f"{r['latency_p95_ms']} ms, max {r['latency_max_ms']} ms; view "
+                      f"{r['view_kbit_s']} kbit/s vs stream {r['stream_kbit_s']} kbit/s "
+                      f"(overhead {r['overhead_pct']} %); {r['fragments_per_view']:.0f} "
+                      f"fragments per view; process CPU {r['process_cpu_pct']} %")
+        finally:
+            for proc in (gst, broker):
+                proc.kill()
+                proc.wait()
+    out: dict[str, Any] = {"bench": "live", "seconds": args.seconds, "views": args.views,
+                           "modes": results}
+    if "frame" in results and "gop" in results and results["frame"]["latency_p95_ms"]:
+        out["p95_ratio_gop_over_frame"] = round(
+            results["gop"]["latency_p95_ms"] / results["frame"]["latency_p95_ms"], 1)
+        print(f"peer (fragment per GOP) p95 / Dozor (fragment per frame) p95 = "
+              f"{out['p95_ratio_gop_over_frame']}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured per mode")
+    parser.add_argument("--views", type=int, default=1, help="browsers watching at once")
+    parser.add_argument("--modes", default="frame,0.2,gop",
+                        help="fragmenting: frame, gop, or a duration in seconds")
+    parser.add_argument("--bitrate-kbit", type=int, default=512, help="the camera's sub stream")
+    parser.add_argument("--pattern", default="snow", help="videotestsrc pattern (ball: quiet)")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(amain(args))))
+
+
+if __name__ == "__main__":
+    main()
