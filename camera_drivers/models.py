@@ -42,7 +42,6 @@ class Capabilities:
     events: bool = False  # a pull-point subscription can be created
     ptz: bool = False  # the PTZ service answers GetNodes with at least one node
     snapshot: bool = False  # GetSnapshotUri gives a URI
-    get_services: bool = False  # GetServices works (else GetCapabilities was used)
 
 
 @dataclass(frozen=True)
