@@ -79,6 +79,9 @@ class Flusher:
         self._open_lock = threading.Lock()
         self._open: set[str] = set()
         self._durable_dirs: set[Path] = set()
+        # (camera, stream) -> end of its last segment, when that segment was torn and cut
+        # back: the writer only estimates where a disk_full gap starts, the cut tells.
+        self._torn_end: dict[tuple[str, str], float] = {}
         self._thread: threading.Thread | None = None
         self._indexed = self._repaired = self._dropped = self._gaps = self._errors = 0
 
@@ -151,10 +154,7 @@ class Flusher:
                 if isinstance(job, _SegmentJob):
                     self._finish_segment(job)
                 elif isinstance(job, GapRow):
-                    self._index.add_gap(
-                        job.camera, job.stream, job.start_wall, job.end_wall, job.reason
-                    )
-                    self._gaps += 1
+                    self._add_gap(job)
             except (OSError, RecorderError, ValueError) as err:
                 self._errors += 1
                 log.error("site %s: flusher failed on %s: %s", self._site, job, err)
@@ -165,8 +165,17 @@ class Flusher:
                 self._flush_open()
                 next_flush = time.monotonic() + self.flush_interval_s
 
+    def _add_gap(self, gap: GapRow) -> None:
+        start_wall = gap.start_wall
+        torn_end = self._torn_end.pop((gap.camera, gap.stream), None)
+        if gap.reason == "disk_full" and torn_end is not None:
+            start_wall = torn_end
+        self._index.add_gap(gap.camera, gap.stream, start_wall, gap.end_wall, gap.reason)
+        self._gaps += 1
+
     def _finish_segment(self, job: _SegmentJob) -> None:
         seg = job.segment
+        self._torn_end.pop((seg.camera, seg.stream), None)
         path = self.root / seg.path
         where = f"site {self._site} camera {seg.camera}/{seg.stream}"
         if job.torn:
@@ -184,6 +193,7 @@ class Flusher:
                 end_wall=seg.start_wall + scan.duration_90k / 90000,
                 status="recovered",
             )
+            self._torn_end[(seg.camera, seg.stream)] = seg.end_wall
         # Invariant 1: durable file and directory entry before the row.
         fsync_file(path)
         self._fsync_dirs(path.parent)

@@ -1,0 +1,98 @@
+"""A full disk (a real 8 MiB tmpfs) stops recording cleanly and resumes with a gap."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from recorder.index import Index
+from recorder.storage.disk import DiskGuard, free_bytes
+from recorder.storage.flusher import Flusher, hash_file
+from recorder.storage.segment_writer import SegmentWriter
+
+from .conftest import decoded_frames, ffprobe_errors
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(disk: Path, leave_bytes: int) -> Path:
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * (free_bytes(disk) - leave_bytes))
+    return filler
+
+
+def check_indexed_segments_play(root: Path, index: Index) -> None:
+    for s in index.segments():
+        path = root / s.path
+        assert ffprobe_errors(path) == ""
+        assert decoded_frames(path) == (s.frames, s.keyframes)
+        assert (s.bytes, s.sha256) == hash_file(path)
+
+
+@pytest.mark.parametrize("trigger", ["threshold", "enospc"])
+def test_full_disk_stops_and_resumes_with_a_gap(trigger, small_disk, clips, open_clip,
+                                                tmp_path):
+    clip = clips(seconds=8, noise=True)  # about 1.5 MiB a second
+    index = Index(tmp_path / "index.sqlite3")  # the index is elsewhere: only segments fill
+    flusher = Flusher(small_disk, index, flush_interval_s=0.5, site="test")
+    flusher.start()
+    if trigger == "threshold":
+        guard = DiskGuard(small_disk, stop_below_free_bytes=2 * MIB,
+                          resume_above_free_bytes=4 * MIB, check_interval_s=0, site="test")
+    else:  # only a failing write tells
+        guard = DiskGuard(small_disk, stop_below_free_bytes=0,
+                          resume_above_free_bytes=4 * MIB, check_interval_s=0, site="test")
+    filler = fill(small_disk, leave_bytes=int(3.5 * MIB))
+    writer = SegmentWriter(small_disk, flusher, disk_guard=guard)
+    src = open_clip(clip)
+    packets = src.packets()
+    writer.on_run_start(src.info())
+    try:
+        for p in packets:
+            writer.on_packet(p)
+            if writer.storage_full:
+                break
+        assert writer.storage_full and guard.storage_full
+        for _ in range(20):  # recording stays stopped while the disk is full
+            writer.on_packet(next(packets))
+        assert writer.stats().dropped_disk_full >= 20
+        assert flusher.wait_idle(30)
+        first = index.segments()
+        assert len(first) == 1  # what was written up to the last complete fragment is kept
+        assert first[0].status == ("complete" if trigger == "threshold" else "recovered")
+        filler.unlink()  # retention freed space
+        for _ in range(35):  # resumes at the next keyframe
+            writer.on_packet(next(packets))
+        assert not writer.storage_full and not guard.storage_full
+        writer.on_run_end("eof")
+        assert flusher.wait_idle(30)
+        segs = index.segments()
+        assert len(segs) == 2
+        (gap,) = index.gaps(reason="disk_full")
+        assert gap.start_wall == pytest.approx(segs[0].end_wall, abs=1e-3)
+        assert gap.end_wall == pytest.approx(segs[1].start_wall, abs=1e-3)
+        assert gap.end_wall - gap.start_wall >= 1.0
+        total_frames = sum(s.frames for s in segs)
+        assert total_frames < clip.frames
+        check_indexed_segments_play(small_disk, index)
+        assert flusher.stats().errors == 0
+    finally:
+        flusher.stop()
+        index.close()
