@@ -1,0 +1,190 @@
+"""The live relay end to end: GStreamer RTSP -> StreamIngest + LiveSink -> SiteLink ->
+mosquitto -> ViewerLink -> LiveHub -> WebSocket clients (bench.live.LiveRig)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bench.live import CAMERA, LiveRig, start_gst_server, start_mosquitto
+from recorder.live import ChunkKind, LivePayload, decode_payload
+from viewer.live import LiveAccess, LiveHub, add_live_routes
+
+
+@pytest.fixture(scope="module")
+def rtsp_url() -> Iterator[str]:
+    try:
+        proc, url = start_gst_server(pattern="ball", bitrate_kbit=300)
+    except (OSError, RuntimeError) as err:
+        pytest.skip(f"GStreamer RTSP server unavailable: {err}")
+    yield url
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def broker_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    proc, port = start_mosquitto(tmp_path_factory.mktemp("broker"))
+    yield port
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+async def rig(rtsp_url: str, broker_port: int, tmp_path: Path) -> AsyncIterator[LiveRig]:
+    async with LiveRig(rtsp_url, broker_port, tmp_path, ttl_s=6).running() as r:
+        yield r
+
+
+async def receive(ws: aiohttp.ClientWebSocketResponse, timeout_s: float = 5.0
+                  ) -> LivePayload | dict[str, Any]:
+    msg = await ws.receive(timeout=timeout_s)
+    if msg.type == aiohttp.WSMsgType.BINARY:
+        return decode_payload(msg.data)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    return json.loads(msg.data)
+
+
+async def next_binary(ws: aiohttp.ClientWebSocketResponse, timeout_s: float = 5.0) -> LivePayload:
+    while True:
+        item = await receive(ws, timeout_s)
+        if isinstance(item, LivePayload):
+            return item
+
+
+async def wait_for(predicate: Any, timeout_s: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return predicate()
+
+
+async def test_view_gets_init_then_keyframe_fragments_that_play(
+    rig: LiveRig, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(rig.ws_url()) as ws:
+        init = await next_binary(ws, 10)
+        assert init.kind is ChunkKind.INIT
+        assert init.meta is not None and init.meta["codec"].startswith("avc1.")
+        media = [await next_binary(ws) for _ in range(20)]
+        stats = None
+        while stats is None:
+            item = await receive(ws)
+            if isinstance(item, dict) and item.get("type") == "stats":
+                stats = item
+    assert media[0].kind is ChunkKind.MEDIA and media[0].keyframe
+    assert [m.seq for m in media] == list(range(media[0].seq, media[0].seq + 20))
+    assert stats["bytes_per_s"] > 0 and stats["bytes_total"] > 0
+    assert rig.requests[0] == (
+        "live.start", {"camera": CAMERA, "stream": "sub", "ttl_s": 6, "mode": "mse"})
+    path = tmp_path / "relayed.mp4"
+    path.write_bytes(init.body + b"".join(m.body for m in media))
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames",
+         "-of", "csv=p=0", str(path)], capture_output=True, text=True, timeout=30, check=True)
+    assert int(probe.stdout.strip()) == 20
+
+
+async def test_second_watcher_shares_the_feed_and_starts_from_the_cache(rig: LiveRig) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(rig.ws_url()) as first:
+            await next_binary(first, 10)
+            for _ in range(8):
+                await next_binary(first)
+            async with session.ws_connect(rig.ws_url()) as second:
+                init = await next_binary(second, 1.0)
+                key = await next_binary(second, 1.0)
+                assert init.kind is ChunkKind.INIT and key.keyframe
+            assert [k for k, _ in rig.requests].count("live.start") == 1
+        sink = rig.controller.sink(CAMERA, "sub")
+        assert await wait_for(lambda: ("live.stop", {"camera": CAMERA, "stream": "sub",
+                                                     "mode": "mse"}) in rig.requests, 5)
+        assert await wait_for(lambda: sink.stats().views == 0, 5)
+        assert not rig.hub.feeds
+
+
+async def test_renewal_keeps_the_view_alive(rig: LiveRig) -> None:
+    sink = rig.controller.sink(CAMERA, "sub")
+    async with aiohttp.ClientSession() as session, session.ws_connect(rig.ws_url()) as ws:
+        await next_binary(ws, 10)
+        await asyncio.sleep(6.5)  # past the 6 s TTL: only renewals (every 2 s) keep it
+        assert [k for k, _ in rig.requests].count("live.renew") >= 2
+        assert sink.stats().views == 1
+        item = await next_binary(ws, 2)
+        assert item.kind is ChunkKind.MEDIA
+
+
+async def test_jpeg_mode_sends_pictures(rig: LiveRig) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+        rig.ws_url(mode="jpeg")
+    ) as ws:
+        first = await next_binary(ws, 10)
+        assert first.kind is ChunkKind.JPEG and first.body[:2] == b"\xff\xd8"
+
+
+async def test_unknown_camera_is_refused_by_the_site(rig: LiveRig) -> None:
+    url = rig.ws_url().replace(f"/{CAMERA}?", "/yard?")
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        item = await receive(ws, 10)
+    assert isinstance(item, dict) and item["type"] == "error"
+    assert "unknown_camera" in item["message"]
+    assert not rig.hub.feeds
+
+
+# -- the endpoint's checks, before anything reaches a site -------------------------------
+
+
+@pytest.fixture
+async def guarded_app() -> AsyncIterator[tuple[str, list[Any]]]:
+    calls: list[Any] = []
+
+    async def request(site: str, kind: str, args: dict[str, Any], timeout_s: float) -> dict:
+        calls.append((site, kind, args))
+        return {}
+
+    def authorize(request: web.Request, site: str, camera: str) -> LiveAccess:
+        if camera != "allowed":
+            raise web.HTTPForbidden(text="not yours")
+        return LiveAccess("officer", "127.0.0.1")
+
+    app = web.Application()
+    add_live_routes(app, LiveHub(request), authorize)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}", calls
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "text"),
+    [
+        ("/ws/live/s1/other?stream=sub", 403, "not yours"),
+        ("/ws/live/s1/allowed?stream=third", 400, "stream"),
+        ("/ws/live/s1/allowed?mode=gif", 400, "mode"),
+        ("/ws/live/s1/status", 400, "reserved"),
+        ("/ws/live/bad%20site/allowed", 400, "site"),
+    ],
+)
+async def test_endpoint_refuses_before_asking_the_site(
+    guarded_app: tuple[str, list[Any]], path: str, status: int, text: str
+) -> None:
+    base, calls = guarded_app
+    async with aiohttp.ClientSession() as session, session.get(base + path) as resp:
+        assert resp.status == status
+        assert text in await resp.text()
+    assert calls == []
+
