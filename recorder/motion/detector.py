@@ -1,0 +1,243 @@
+"""Frame-to-frame motion detection on luma: running background average, masks and zones.
+
+Per frame (at the working width, ~320 px): downscale, contrast normalisation (smoothed 2nd/98th
+percentile stretch), Gaussian blur, absolute difference with a float32 running average,
+threshold, ignore masked areas, dilate, external contours, drop those under the minimum area.
+When a large fraction of the frame changes at once (lights, IR switch, shake) the detector
+recalibrates instead of reporting motion: the background is reset to the current frame and
+learnt fast for `calibration_s`, during which nothing is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from recorder.motion.config import DetectorParams, Polygon, Zone
+
+
+@dataclass(frozen=True)
+class Box:
+    """A motion box in normalised frame coordinates (0..1)."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    area_fraction: float
+
+
+@dataclass(frozen=True)
+class Detection:
+    t_s: float
+    area_fraction: float  # sum of kept contour areas / frame area
+    boxes: tuple[Box, ...]
+    zones: tuple[str, ...]
+    calibrating: bool  # nothing is reported while (re)calibrating
+    global_change: bool  # this frame triggered a recalibration
+    changed_fraction: float  # thresholded pixels / unmasked pixels, before area filtering
+
+    @property
+    def motion(self) -> bool:
+        return bool(self.boxes)
+
+    def union_box(self) -> Box | None:
+        if not self.boxes:
+            return None
+        x0 = min(b.x for b in self.boxes)
+        y0 = min(b.y for b in self.boxes)
+        x1 = max(b.x + b.w for b in self.boxes)
+        y1 = max(b.y + b.h for b in self.boxes)
+        return Box(x0, y0, x1 - x0, y1 - y0, self.area_fraction)
+
+
+def polygon_mask(polygons: tuple[Polygon, ...], width: int, height: int) -> np.ndarray:
+    """A uint8 image with 255 inside any of the normalised polygons."""
+    img = np.zeros((height, width), np.uint8)
+    for poly in polygons:
+        pts = np.array([[x * (width - 1), y * (height - 1)] for x, y in poly], np.float32)
+        cv2.fillPoly(img, [np.round(pts).astype(np.int32)], 255)
+    return img
+
+
+class MotionDetector:
+    """Stateful detector for one camera. Not thread-safe: one ingest thread calls it."""
+
+    _PERCENTILES = (0.02, 0.98)
+    _STRETCH_SMOOTHING = 0.2  # weight of each frame's percentiles in the smoothed stretch
+    _MAX_GAIN = 4.0  # a dark, flat scene is stretched at most this much (noise grows too)
+    _LEVEL_JUMP = 0.2  # the scene's light level jumping this much between frames: a lamp
+    _MIN_THRESHOLD = 6.0  # never below sensor noise after the blur
+    _SPREAD_CELLS = 20  # of 48: this many busy cells at once is a shake, not objects
+    _SPREAD_CELL_LEVEL = 5  # a cell is busy when about 2 % of its pixels changed (of 255)
+    _SHAKE_MAX_DENSITY = 0.25  # ... and busy cells that are this sparse are edges, not objects
+
+    def __init__(
+        self,
+        params: DetectorParams,
+        masks: tuple[Polygon, ...] = (),
+        zones: tuple[Zone, ...] = (),
+    ) -> None:
+        self.params = params
+        self.masks = masks
+        self.zones = zones
+        self._size: tuple[int, int] | None = None  # working (w, h)
+        self._bg: np.ndarray | None = None
+        self._keep: np.ndarray | None = None  # 255 where motion counts (not masked)
+        self._keep_pixels = 0
+        self._zone_masks: list[tuple[str, np.ndarray]] = []
+        self._calibrate_until_s = float("-inf")
+        self._lo_hi: tuple[float, float] | None = None
+        self._kernel = np.ones((3, 3), np.uint8)
+        self.recalibrations = 0
+        self.gain = 1.0
+        self._level = 1.0  # frame-to-background light level ratio of the previous frame
+        self.last_resized = np.zeros((1, 1), np.uint8)  # downscaled luma, before normalising
+
+    def reset(self) -> None:
+        """Forget the background (new run, new resolution)."""
+        self._bg = None
+        self._lo_hi = None
+        self._calibrate_until_s = float("-inf")
+
+    def process(self, luma: np.ndarray, t_s: float) -> Detection:
+        """Feed one luma plane (uint8, HxW; row stride may exceed width) taken at t_s."""
+        small = self._prepare(luma)
+        p = self.params
+        if self._bg is None:
+            self._start_calibration(small, t_s)
+            return self._quiet(t_s, calibrating=True)
+        calibrating = t_s < self._calibrate_until_s
+        bg_u8 = cv2.convertScaleAbs(self._bg)
+        # gain compensation: scale the frame to the background's mean level, so slow global
+        # light changes (dusk, clouds) that the running average lags behind do not show
+        mean_f = cv2.mean(small, self._keep)[0]
+        mean_b = cv2.mean(bg_u8, self._keep)[0]
+        level = min(max(mean_b / max(mean_f, 1.0), 0.5), 2.0)
+        matched = cv2.convertScaleAbs(small, alpha=level) if abs(level - 1.0) > 0.01 else small
+        diff = cv2.absdiff(matched, bg_u8)
+        _, thresh = cv2.threshold(diff, self._threshold(small), 255, cv2.THRESH_BINARY)
+        if self._keep is not None:
+            thresh = cv2.bitwise_and(thresh, self._keep)
+        changed = cv2.countNonZero(thresh)
+        changed_fraction = changed / self._keep_pixels if self._keep_pixels else 0.0
+        level_jump = abs(level / self._level - 1.0) > self._LEVEL_JUMP
+        self._level = level
+        global_change = level_jump or changed_fraction >= p.global_change_fraction
+        if not global_change and changed and not calibrating:
+            global_change = self._is_shake(thresh, changed)
+        if global_change:
+            self._start_calibration(small, t_s)
+            self.recalibrations += 1
+            return self._quiet(t_s, calibrating=True, global_change=True,
+                               changed_fraction=changed_fraction)
+        alpha = p.calibrating_alpha if calibrating else p.alpha
+        cv2.accumulateWeighted(small, self._bg, alpha)
+        if calibrating or changed == 0:
+            return self._quiet(t_s, calibrating=calibrating, changed_fraction=changed_fraction)
+        if p.dilate_iterations:
+            thresh = cv2.dilate(thresh, self._kernel, iterations=p.dilate_iterations)
+        return self._contours(thresh, t_s, changed_fraction)
+
+    # ---- steps -------------------------------------------------------------------------------
+
+    def _prepare(self, luma: np.ndarray) -> np.ndarray:
+        h, w = luma.shape[:2]
+        ww = min(self.params.work_width_px, w)
+        wh = max(1, round(h * ww / w))
+        if self._size != (ww, wh):
+            self._resize_state(ww, wh)
+        small = cv2.resize(luma, (ww, wh), interpolation=cv2.INTER_AREA) if ww != w else luma
+        self.last_resized = small
+        return cv2.GaussianBlur(small, (self.params.blur_px, self.params.blur_px), 0)
+
+    def _threshold(self, small: np.ndarray) -> float:
+        """Contrast normalisation as an adaptive threshold.
+
+        Stretching the 2nd-98th percentile range to 0-255 multiplies differences by `gain`;
+        dividing the threshold by the same gain is equivalent, and leaves the background
+        untouched by the stretch (so an object shifting the percentiles changes nothing else).
+        """
+        if not self.params.contrast:
+            return float(self.params.threshold)
+        hist = cv2.calcHist([small], [0], self._keep, [256], [0, 256]).ravel()
+        cdf = np.cumsum(hist)
+        total = cdf[-1]
+        lo = float(np.searchsorted(cdf, total * self._PERCENTILES[0]))
+        hi = float(np.searchsorted(cdf, total * self._PERCENTILES[1]))
+        if self._lo_hi is None:
+            self._lo_hi = (lo, hi)
+        else:
+            k = self._STRETCH_SMOOTHING
+            self._lo_hi = (self._lo_hi[0] + k * (lo - self._lo_hi[0]),
+                           self._lo_hi[1] + k * (hi - self._lo_hi[1]))
+        gain = min(max(255.0 / max(self._lo_hi[1] - self._lo_hi[0], 1.0), 1.0), self._MAX_GAIN)
+        self.gain = gain
+        return max(self.params.threshold / gain, self._MIN_THRESHOLD)
+
+    def _is_shake(self, thresh: np.ndarray, changed_px: int) -> bool:
+        """Camera shake lights up thin edges all over the frame: many of the 8x6 grid cells
+        are busy but sparsely filled. Objects, even a big one close by, fill their cells."""
+        cells = cv2.resize(thresh, (8, 6), interpolation=cv2.INTER_AREA)
+        busy = int(np.count_nonzero(cells > self._SPREAD_CELL_LEVEL))
+        if busy < self._SPREAD_CELLS:
+            return False
+        cell_px = thresh.size / 48
+        return changed_px / (busy * cell_px) < self._SHAKE_MAX_DENSITY
+
+    def _start_calibration(self, small: np.ndarray, t_s: float) -> None:
+        self._bg = small.astype(np.float32)
+        self._lo_hi = None
+        self._level = 1.0
+        self._calibrate_until_s = t_s + self.params.calibration_s
+
+    def _resize_state(self, ww: int, wh: int) -> None:
+        self._size = (ww, wh)
+        self.reset()
+        if self.masks:
+            self._keep = cv2.bitwise_not(polygon_mask(self.masks, ww, wh))
+            self._keep_pixels = cv2.countNonZero(self._keep)
+        else:
+            self._keep = None
+            self._keep_pixels = ww * wh
+        self._zone_masks = [(z.name, polygon_mask((z.polygon,), ww, wh)) for z in self.zones]
+
+    def _contours(self, thresh: np.ndarray, t_s: float, changed_fraction: float) -> Detection:
+        assert self._size is not None
+        ww, wh = self._size
+        frame_px = ww * wh
+        min_px = self.params.min_area_fraction * frame_px
+        contours, _ = cv2.findContours(thresh, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        boxes = []
+        zones: list[str] = []
+        total_px = 0.0
+        for c in contours:
+            area = cv2.contourArea(c)
+            if area < min_px:
+                continue
+            x, y, w, h = cv2.boundingRect(c)
+            total_px += area
+            boxes.append(Box(x / ww, y / wh, w / ww, h / wh, area / frame_px))
+            for name, zmask in self._zone_masks:
+                if name not in zones and cv2.countNonZero(
+                    cv2.bitwise_and(thresh[y : y + h, x : x + w], zmask[y : y + h, x : x + w])
+                ):
+                    zones.append(name)
+        return Detection(
+            t_s=t_s,
+            area_fraction=total_px / frame_px,
+            boxes=tuple(boxes),
+            zones=tuple(z.name for z in self.zones if z.name in zones),
+            calibrating=False,
+            global_change=False,
+            changed_fraction=changed_fraction,
+        )
+
+    @staticmethod
+    def _quiet(
+        t_s: float, *, calibrating: bool, global_change: bool = False,
+        changed_fraction: float = 0.0,
+    ) -> Detection:
+        return Detection(t_s, 0.0, (), (), calibrating, global_change, changed_fraction)
