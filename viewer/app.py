@@ -3,6 +3,8 @@ routes, and the start-up and shutdown of the desk, the health board and the poli
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import logging
 from pathlib import Path
@@ -26,6 +28,7 @@ from viewer.config import ViewerConfig
 from viewer.db import ViewerDB
 from viewer.desk import AlertDesk
 from viewer.errors import DatabaseError, RequestInvalid
+from viewer.feed import Feed
 from viewer.health import HealthBoard
 from viewer.push import Broadcaster
 from viewer.web import CTX, SESSION_KEY, ViewerContext, current_session, json_error
@@ -52,7 +55,7 @@ SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=31536000",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # "no-referrer" makes form POSTs send Origin: null
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
@@ -123,6 +126,11 @@ def build_context(
     accounts = Accounts(db, hash_n=hash_n)
     audit = AuditLog(db, clock)
     broadcaster = Broadcaster()
+    desk = AlertDesk(db, broadcaster, audit, clock, link)
+    health = HealthBoard(
+        db, broadcaster, clock, offline_after_s=config.health_offline_after_s,
+        disk_low_free_bytes=config.health_disk_low_free_bytes,
+    )
     return ViewerContext(
         config=config,
         clock=clock,
@@ -132,17 +140,16 @@ def build_context(
         sessions=SessionStore(db, accounts, clock, config.security),
         audit=audit,
         broadcaster=broadcaster,
-        desk=AlertDesk(db, broadcaster, audit, clock, link),
-        health=HealthBoard(
-            db, broadcaster, clock, offline_after_s=config.health_offline_after_s,
-            disk_low_free_bytes=config.health_disk_low_free_bytes,
-        ),
+        desk=desk,
+        health=health,
+        feed=Feed(desk, health),
         link=link,
     )
 
 
 def create_app(ctx: ViewerContext) -> web.Application:
-    """The application; the caller starts and stops ctx.link (see cli.serve)."""
+    """The application. The caller creates ctx.link (police_link.ViewerLink) delivering to
+    ctx.feed.handle, and starts and stops it (see cli.serve)."""
     app = web.Application(
         middlewares=[_errors, _session, _csrf], client_max_size=256 * 1024
     )
@@ -153,13 +160,23 @@ def create_app(ctx: ViewerContext) -> web.Application:
     if importlib.util.find_spec("viewer.live") is not None:
         from viewer import live
 
-        live.setup_live_routes(app, ctx)
+        hub = live.setup_live_routes(app, ctx)
+        if hub is not None:
+            ctx.feed.live_handler = hub.handle
     app.router.add_static("/static", STATIC_DIR, follow_symlinks=False)
+
+    tasks: list[asyncio.Task[None]] = []
 
     async def start(app: web.Application) -> None:
         await ctx.health.start()
+        if ctx.link is not None:
+            tasks.append(asyncio.get_running_loop().create_task(ctx.feed.pump(ctx.link)))
 
     async def stop(app: web.Application) -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await ctx.health.stop()
         await ctx.broadcaster.close_all()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from police_link.viewer_client import ViewerLink
 from recorder.clock import SystemClock
 from viewer.accounts import Accounts, Role, parse_scope
 from viewer.app import build_context, create_app
@@ -22,7 +23,6 @@ from viewer.audit import Action, AuditLog
 from viewer.config import ViewerConfig, ensure_certificate, load_config
 from viewer.db import ViewerDB
 from viewer.errors import ViewerError
-from viewer.feed import Feed
 
 log = logging.getLogger("viewer")
 DEFAULT_CONFIG = Path("/etc/dozor/viewer.toml")
@@ -102,14 +102,12 @@ def _user_command(args: argparse.Namespace, config: ViewerConfig) -> int:
         db.close()
 
 
-def _open_link(config: ViewerConfig, feed: Feed) -> object | None:
+def _open_link(config: ViewerConfig) -> ViewerLink | None:
     """The police_link.ViewerLink feeding the desk and the health board, or None."""
     if config.broker is None:
         log.warning("viewer: no [broker] configured; alerts and health will not arrive")
         return None
-    from police_link import viewer_client
-
-    return viewer_client.ViewerLink(config.broker, on_message=feed.handle)
+    return ViewerLink(config.broker)
 
 
 async def serve(config: ViewerConfig) -> None:
@@ -124,9 +122,9 @@ async def serve(config: ViewerConfig) -> None:
         print(f"dozor-viewer: created user 'admin' (administrator) with password: {password}",
               flush=True)
         print("dozor-viewer: change it with `dozor-viewer user passwd admin`", flush=True)
-    link = _open_link(config, Feed(ctx.desk, ctx.health))
-    ctx.link = link
-    ctx.desk.set_link(link)
+    link = _open_link(config)
+    if link is not None:
+        ctx.attach_link(link)
     app = create_app(ctx)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -137,7 +135,7 @@ async def serve(config: ViewerConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         if link is not None:
-            await link.start()  # type: ignore[attr-defined]
+            await link.start()
         await site.start()
         log.info("viewer: serving https://%s:%d/", config.listen, config.port)
         await stop.wait()
@@ -145,7 +143,7 @@ async def serve(config: ViewerConfig) -> None:
         await runner.cleanup()
         if link is not None:
             with contextlib.suppress(Exception):
-                await link.stop()  # type: ignore[attr-defined]
+                await link.stop()
         ctx.db.close()
 
 

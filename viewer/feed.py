@@ -3,7 +3,10 @@ alert desk and the health board."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from police_link.messages import (
     AckMessage,
@@ -11,6 +14,7 @@ from police_link.messages import (
     CameraStatusMessage,
     DropReport,
     EventMessage,
+    LiveChunk,
     SeqGap,
     SiteStatus,
     Snapshot,
@@ -26,6 +30,8 @@ class Feed:
     def __init__(self, desk: AlertDesk, health: HealthBoard) -> None:
         self._desk = desk
         self._health = health
+        # viewer.live's LiveHub.handle, set by create_app when live view is mounted
+        self.live_handler: Callable[[object], bool] | None = None
 
     def handle(self, message: object) -> None:
         """One message from ViewerLink; unknown types (live chunks...) are not ours."""
@@ -63,5 +69,19 @@ class Feed:
                             message.dropped_bytes)
             case SeqGap(site=site, first_seq=first, last_seq=last):
                 log.warning("viewer: site %s messages %d..%d missing", site, first, last)
+            case LiveChunk():
+                if self.live_handler is not None:
+                    self.live_handler(message)
             case _:
-                pass
+                log.debug("viewer: ignoring %s", type(message).__name__)
+
+    async def pump(self, link: Any) -> None:
+        """Feed every message of a started ViewerLink until cancelled."""
+        async for message in link.messages():
+            try:
+                self.handle(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("viewer: could not handle %s from site %s",
+                              type(message).__name__, getattr(message, "site", "?"))

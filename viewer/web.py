@@ -22,6 +22,7 @@ from viewer.push import Broadcaster
 
 if TYPE_CHECKING:
     from viewer.desk import AlertDesk
+    from viewer.feed import Feed
     from viewer.health import HealthBoard
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,13 @@ class ViewerContext:
     broadcaster: Broadcaster
     desk: AlertDesk
     health: HealthBoard
+    feed: Feed
     link: Any | None
+
+    def attach_link(self, link: Any) -> None:
+        """Set the police link (before create_app, so live view can be mounted)."""
+        self.link = link
+        self.desk.set_link(link)
 
 
 CTX = web.AppKey("dozor_viewer_ctx", ViewerContext)

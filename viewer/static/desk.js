@@ -133,6 +133,7 @@
 
   // --- live view: the dialog; the player itself is live.js (window.DozorLive) ----------------
   const dialog = document.getElementById("live-dialog");
+  let player = null;
   function openLive(site, camera) {
     if (!dialog) return;
     document.getElementById("live-title").textContent = site + " / " + camera;
@@ -140,11 +141,12 @@
     container.replaceChildren();
     dialog.showModal();
     if (window.DozorLive && window.DozorLive.open) {
-      window.DozorLive.open(container, { site, camera, stats: document.getElementById("live-stats") });
+      player = window.DozorLive.open(container, { site, camera, stream: "sub" });
     }
   }
   function closeLive() {
-    if (window.DozorLive && window.DozorLive.close) window.DozorLive.close();
+    if (player) player.close();
+    player = null;
     document.getElementById("live-player").replaceChildren();
   }
   if (dialog) {
