@@ -235,9 +235,14 @@ class SegmentWriter:
             self._full = False
             log.warning("%s: storage has room again, recording resumes", self._where)
             self._submit_gap(self._full_since_wall, start_wall, "disk_full")
-        self._seq += 1
-        relpath = segment_relpath(info.camera, info.stream, start_wall, info.run_id, self._seq)
-        path = self.root / relpath
+        while True:  # never overwrite a file (e.g. run ids restarted with a new index)
+            self._seq += 1
+            relpath = segment_relpath(
+                info.camera, info.stream, start_wall, info.run_id, self._seq
+            )
+            path = self.root / relpath
+            if not path.exists():
+                break
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             out = av.open(str(path), "w", format="mp4", options=MUXER_OPTIONS)

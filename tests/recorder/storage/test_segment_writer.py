@@ -196,3 +196,15 @@ def test_bad_camera_name_is_refused(clips, open_clip, storage_root, flusher):
     with pytest.raises(BadCameraName, match=r"camera name '\.\./x'"):
         writer.on_run_start(src.info(camera="../x"))
     assert not any(os.scandir(storage_root))
+
+
+def test_an_existing_file_is_never_overwritten(clips, open_clip, storage_root, index, flusher):
+    """Run ids restart when an index is rebuilt: the same name must not clobber footage."""
+    for _ in range(2):
+        src = open_clip(clips(seconds=2))
+        record(src, SegmentWriter(storage_root, flusher), run_id=7)
+    assert flusher.wait_idle(30)
+    a, b = index.segments()
+    assert a.path != b.path and a.path.endswith("-r7-00001.mp4")
+    assert b.path.endswith("-r7-00002.mp4")
+    check_index_matches_files(storage_root, index)
