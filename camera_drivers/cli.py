@@ -66,14 +66,14 @@ def _stream_line(label: str, p: StreamProfile) -> str:
 def format_probe(probe: CameraProbe) -> str:
     d = probe.device
     offset = probe.clock_offset_s
-    drift = "in step" if abs(offset) < 2 else ("ahead" if offset > 0 else "behind")
+    drift = "in step with" if abs(offset) < 2 else ("ahead of" if offset > 0 else "behind")
     caps = probe.capabilities
     supported = [n for n in ("events", "ptz", "snapshot") if getattr(caps, n)] or ["none"]
     lines = [
         f"camera    {d.manufacturer} {d.model}, firmware {d.firmware_version}, "
         f"serial {d.serial_number}",
         f"onvif     {probe.onvif_url}",
-        f"clock     {offset:+.1f} s ({drift} of this machine)",
+        f"clock     {offset:+.1f} s (camera {drift} this machine)",
         _stream_line("record", probe.main),
         _stream_line("detect", probe.sub),
         f"snapshot  {probe.main.snapshot_uri or 'none'}",
@@ -86,7 +86,10 @@ def format_probe(probe: CameraProbe) -> str:
 
 def format_devices(devices: Sequence[DiscoveredDevice]) -> str:
     if not devices:
-        return "no cameras answered"
+        return (
+            "no cameras answered (is multicast allowed on that interface? "
+            "--unicast HOST probes a camera directly)"
+        )
     rows = [("NAME", "HARDWARE", "ADDRESS", "ONVIF")] + [
         (d.name or "-", d.hardware or "-", d.from_ip, " ".join(d.xaddrs)) for d in devices
     ]

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable
 from types import TracebackType
@@ -431,16 +432,31 @@ class OnvifCamera:
         subscription_s = max(10.0, subscription_s)
         pullpoint = await self._subscribe(subscription_s)
         renew_at = time.monotonic() + subscription_s / 2
+        resubscribed = False
         try:
             while True:
                 if time.monotonic() >= renew_at:
                     pullpoint = await self._renew_or_resubscribe(subscription_s, pullpoint)
                     renew_at = time.monotonic() + subscription_s / 2
-                answer = await self._call(
-                    "PullMessages",
-                    pullpoint.PullMessages({"Timeout": f"PT{pull_s}S", "MessageLimit": 32}),
-                    timeout_s=self.timeout_s + pull_s,
-                )
+                # Never wait past the renewal time: a quiet camera must not let it lapse.
+                wait_s = max(1, min(pull_s, math.ceil(renew_at - time.monotonic())))
+                try:
+                    answer = await self._call(
+                        "PullMessages",
+                        pullpoint.PullMessages({"Timeout": f"PT{wait_s}S", "MessageLimit": 32}),
+                        timeout_s=self.timeout_s + wait_s,
+                    )
+                except CameraCommandError as err:
+                    if resubscribed:
+                        raise  # a fresh subscription fails too: give up, the caller retries
+                    # Quirk: a camera that rebooted (or expired us) forgets the subscription.
+                    log.info("camera %s: pull point lost (%s); subscribing again", self.name, err)
+                    self._subscription = None
+                    pullpoint = await self._subscribe(subscription_s)
+                    renew_at = time.monotonic() + subscription_s / 2
+                    resubscribed = True
+                    continue
+                resubscribed = False
                 for message in answer.NotificationMessage or []:
                     event = self._parser.parse(notification_from_zeep(message))
                     if event is not None:

@@ -47,7 +47,7 @@ SNAPSHOT_PATH = "/onvif/snapshot.jpg"
 SNAPSHOT_REALM = "dozor-camsim"
 # Operations real cameras answer before authentication (ONVIF Core "PRE_AUTH" class).
 _UNAUTHENTICATED = frozenset({"GetSystemDateAndTime"})
-_PULL_POLL_S = 0.05  # how often a waiting PullMessages looks at the scene
+_WAKE_S = 0.5  # a waiting PullMessages notices an "offline" fault within this
 _MAX_PULL_WAIT_S = 30.0
 _DEFAULT_SUBSCRIPTION_S = 60.0
 _MAX_SUBSCRIPTIONS = 32
@@ -535,21 +535,33 @@ class OnvifServer:
         while limit > 0:
             if self.camera.faults.offline():
                 _drop(request)
-            state = self.camera.motion_active()
+            now = time.monotonic()
+            state = self.camera.motion_active(now)
             if sub.reported_state is None or state != sub.reported_state:
                 operation = "Initialized" if sub.reported_state is None else "Changed"
                 sub.reported_state = state
                 messages.append(self._motion_message(state, operation))
                 break
-            if time.monotonic() >= deadline or sub.sub_id not in self._subscriptions:
+            if now >= deadline or sub.sub_id not in self._subscriptions:
                 break
-            await asyncio.sleep(_PULL_POLL_S)
+            # Sleep until the scene's next scripted change (no polling), but wake up
+            # now and then to notice an injected "offline" fault.
+            await asyncio.sleep(
+                min(deadline - now, self._to_next_scene_change_s(now) + 0.001, _WAKE_S)
+            )
         current, terminates = self._times(sub)
         return (
             f"<tev:PullMessagesResponse><tev:CurrentTime>{current}</tev:CurrentTime>"
             f"<tev:TerminationTime>{terminates}</tev:TerminationTime>"
             f"{''.join(messages)}</tev:PullMessagesResponse>"
         )
+
+    def _to_next_scene_change_s(self, now_monotonic: float) -> float:
+        """Seconds until the next object enters or leaves, or the loop restarts."""
+        scene = self.camera.scene
+        t_s = scene.loop_time(self.camera.elapsed_s(now_monotonic))
+        marks = [m for o in scene.objects for m in (o.start_s, o.end_s)] + [scene.loop_s]
+        return min((m - t_s for m in marks if m - t_s > 1e-6), default=scene.loop_s)
 
     def _motion_message(self, state: bool, operation: str) -> str:
         return (

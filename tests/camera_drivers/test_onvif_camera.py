@@ -114,6 +114,29 @@ async def test_events_follow_scripted_motion_and_renew_and_unsubscribe(onvif_sim
         assert expected_s <= at_s < expected_s + 1.0, seen
 
 
+async def test_events_subscribe_again_when_the_camera_forgets_the_subscription(onvif_sim):
+    onvif_sim.restart_scene(4.0)  # quiet until 7 s
+    async with _camera(onvif_sim) as cam, contextlib.aclosing(
+        cam.events(pull_timeout_s=1)
+    ) as events:
+        first = await anext(events)
+        onvif_sim.server._subscriptions.clear()  # as after a camera reboot
+        second = await anext(events)
+    assert (first.initial, first.active) == (True, False)
+    assert (second.initial, second.active) == (True, False)  # a new subscription's state
+
+
+async def test_events_raise_unreachable_when_the_camera_goes_offline(onvif_sim):
+    onvif_sim.restart_scene(4.0)
+    async with _camera(onvif_sim) as cam, contextlib.aclosing(
+        cam.events(pull_timeout_s=1)
+    ) as events:
+        await anext(events)
+        onvif_sim.camera.faults.offline_until_monotonic = time.monotonic() + 30
+        with pytest.raises(CameraUnreachable):
+            await anext(events)
+
+
 async def test_wrong_password_is_auth_error(onvif_sim):
     with pytest.raises(CameraAuthError, match="password rejected"):
         async with _camera(onvif_sim, password="wrong"):
