@@ -96,3 +96,45 @@ def test_full_disk_stops_and_resumes_with_a_gap(trigger, small_disk, clips, open
     finally:
         flusher.stop()
         index.close()
+
+
+def test_retention_frees_a_full_disk_and_recording_resumes(small_disk, clips, open_clip,
+                                                           tmp_path):
+    """The whole loop with real statvfs: full -> retention by free space -> resume."""
+    from recorder.storage.retention import Retention, RetentionPolicy
+
+    clip = clips(seconds=8, noise=True)
+    index = Index(tmp_path / "index.sqlite3")
+    flusher = Flusher(small_disk, index, flush_interval_s=0.5, site="test")
+    flusher.start()
+    guard = DiskGuard(small_disk, stop_below_free_bytes=2 * MIB,
+                      resume_above_free_bytes=3 * MIB, check_interval_s=0, site="test")
+    fill(small_disk, leave_bytes=int(3.5 * MIB))
+    writer = SegmentWriter(small_disk, flusher, disk_guard=guard)
+    src = open_clip(clip)
+    packets = src.packets()
+    writer.on_run_start(src.info())
+    try:
+        for p in packets:
+            writer.on_packet(p)
+            if writer.storage_full:
+                break
+        assert flusher.wait_idle(30)
+        (old,) = index.segments()
+        report = Retention(small_disk, index, RetentionPolicy(min_free_bytes=3 * MIB + 1),
+                           site="test").run()
+        assert report.deleted_by_free_space == 1 and report.deleted_bytes == old.bytes
+        assert not (small_disk / old.path).exists()
+        for _ in range(20):
+            writer.on_packet(next(packets))
+        assert not writer.storage_full
+        writer.on_run_end("eof")
+        assert flusher.wait_idle(30)
+        (new,) = index.segments()
+        (gap,) = index.gaps(reason="disk_full")
+        assert gap.start_wall == pytest.approx(old.end_wall, abs=1e-3)
+        assert gap.end_wall == pytest.approx(new.start_wall, abs=1e-3)
+        check_indexed_segments_play(small_disk, index)
+    finally:
+        flusher.stop()
+        index.close()
