@@ -237,11 +237,25 @@ class Outbox:
         return seq
 
     def _enforce_bound(self, now: float) -> tuple[dict[str, int], int]:
-        """Invariant 4. Runs inside append's transaction."""
+        """Invariant 4. Runs inside append's transaction. Recording a drop grows the report
+        row, which may push the total over again: hence the outer loop."""
         dropped: dict[str, int] = {}
         dropped_bytes = 0
-        dropped_seqs: list[int] = []
-        while self._bytes > self.max_bytes:
+        while True:
+            counts, size, seqs = self._drop_oldest(self._bytes - self.max_bytes)
+            if not counts:
+                return dropped, dropped_bytes
+            self._record_drop(counts, size, seq_ranges(seqs), now)
+            for key, count in counts.items():
+                dropped[key] = dropped.get(key, 0) + count
+            dropped_bytes += size
+
+    def _drop_oldest(self, excess: int) -> tuple[dict[str, int], int, list[int]]:
+        """Delete undispatched rows, lowest tier and oldest first, until `excess` bytes went."""
+        counts: dict[str, int] = {}
+        size_total = 0
+        seqs: list[int] = []
+        while excess > 0:
             victims = self._db.execute(
                 "SELECT id, drop_class, size_bytes, seq FROM outbox"
                 " WHERE id > ? AND tier < ? ORDER BY tier, id LIMIT 256",
@@ -250,20 +264,17 @@ class Outbox:
             if not victims:
                 break  # everything left is in flight or a drop report
             chosen = []
-            excess = self._bytes - self.max_bytes
             for row_id, drop_class, size, seq in victims:
                 chosen.append(row_id)
-                dropped[drop_class] = dropped.get(drop_class, 0) + 1
-                dropped_bytes += size
+                counts[drop_class] = counts.get(drop_class, 0) + 1
+                size_total += size
                 excess -= size
                 if seq:
-                    dropped_seqs.append(seq)
+                    seqs.append(seq)
                 if excess <= 0:
                     break
             self._delete(chosen)
-        if dropped:
-            self._record_drop(dropped, dropped_bytes, seq_ranges(dropped_seqs), now)
-        return dropped, dropped_bytes
+        return counts, size_total, seqs
 
     def _record_drop(
         self,
