@@ -205,7 +205,7 @@ class ViewerDB:
             )
             if existing:
                 update = {k: v for k, v in row.items() if v is not None and k in (
-                    "ended_at", "zones", "snapshot", "snapshot_type", "kind")}
+                    "started_at", "ended_at", "zones", "snapshot", "snapshot_type", "kind")}
                 if update:
                     self.db["alerts"].update(existing[0]["id"], update)
                 return int(existing[0]["id"]), False

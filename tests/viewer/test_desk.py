@@ -1,0 +1,51 @@
+"""The alert desk fed with police_link messages: dedup by event id, snapshots, site acks."""
+
+from __future__ import annotations
+
+from police_link.messages import AckMessage, EventMessage, Snapshot
+from viewer.accounts import Role
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+
+
+async def test_event_updates_and_snapshot_make_one_alert(start_viewer, browser_factory):
+    viewer = await start_viewer()
+    viewer.add_user("officer", Role.DUTY_OFFICER)
+    feed = viewer.ctx.feed
+    feed.handle(EventMessage(site="village", camera="gate", event_id="e1", type="new",
+                             start_unix_s=10.0, zones=("door",)))
+    feed.handle(Snapshot("village", "gate", "e1", JPEG))
+    feed.handle(Snapshot("village", "gate", "e1", b"not a jpeg"))  # ignored
+    feed.handle(EventMessage(site="village", camera="gate", event_id="e1", type="end",
+                             start_unix_s=10.0, end_unix_s=25.0, zones=("door", "road")))
+    b = browser_factory(viewer)
+    await b.login("officer")
+    alerts = (await (await b.get("/api/state")).json())["alerts"]
+    assert len(alerts) == 1
+    a = alerts[0]
+    assert a["ended_at"] == 25.0 and a["zones"] == ["door", "road"] and a["has_snapshot"]
+    resp = await b.get(f"/api/alerts/{a['id']}/snapshot")
+    assert resp.status == 200 and resp.content_type == "image/jpeg"
+    assert await resp.read() == JPEG
+
+
+async def test_snapshot_before_its_event_is_kept(start_viewer):
+    viewer = await start_viewer()
+    feed = viewer.ctx.feed
+    feed.handle(Snapshot("village", "gate", "e2", JPEG))
+    feed.handle(EventMessage(site="village", camera="gate", event_id="e2", type="new",
+                             start_unix_s=10.0))
+    row = viewer.ctx.db.alert_by_event("village", "e2")
+    assert row["snapshot"] == JPEG and row["started_at"] == 10.0
+
+
+async def test_ack_from_another_viewer_is_shown(start_viewer):
+    viewer = await start_viewer()
+    feed = viewer.ctx.feed
+    feed.handle(EventMessage(site="village", camera="gate", event_id="e3", type="new",
+                             start_unix_s=10.0))
+    feed.handle(AckMessage(site="village", event_id="e3", user="night-officer",
+                           acked_unix_s=12.0, sender="viewer2", comment="checked"))
+    row = viewer.ctx.db.alert_by_event("village", "e3")
+    assert (row["acked_by"], row["ack_comment"], row["ack_delivered"]) == (
+        "night-officer", "checked", 1)
