@@ -8,6 +8,7 @@ handled here are listed in docs/onvif.md; each workaround says which quirk it is
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import logging
@@ -407,8 +408,8 @@ class OnvifCamera:
             status, challenge, body = await _http_get(session, uri)
             if status == 401 and challenge.lower().startswith("basic"):
                 # Quirk: some cameras protect snapshots with Basic rather than Digest.
-                basic = aiohttp.BasicAuth(self.user, self.password)
-                status, challenge, body = await _http_get(session, uri, auth=basic)
+                basic = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+                status, challenge, body = await _http_get(session, uri, f"Basic {basic}")
         if status in (401, 403):
             raise CameraAuthError(f"camera {self.name}: snapshot: user name or password rejected")
         if status != 200:
@@ -576,7 +577,8 @@ class OnvifCamera:
 
 
 async def _http_get(
-    session: aiohttp.ClientSession, uri: str, auth: aiohttp.BasicAuth | None = None
+    session: aiohttp.ClientSession, uri: str, authorization: str | None = None
 ) -> tuple[int, str, bytes]:
-    async with session.get(uri, auth=auth) as response:
+    headers = {"Authorization": authorization} if authorization else None
+    async with session.get(uri, headers=headers) as response:
         return response.status, response.headers.get("WWW-Authenticate", ""), await response.read()

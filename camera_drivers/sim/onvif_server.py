@@ -276,7 +276,9 @@ class OnvifServer:
                 user, _, password = base64.b64decode(rest).decode().partition(":")
             except ValueError:
                 return False
-            return user == self.camera.user and hmac.compare_digest(password, self.camera.password)
+            return user == self.camera.user and hmac.compare_digest(
+                password.encode(), self.camera.password.encode()
+            )
         if scheme.lower() != "digest":
             return False
         params = dict(
@@ -299,7 +301,7 @@ class OnvifServer:
             )
         else:
             expected = md5(f"{ha1}:{params['nonce']}:{ha2}")
-        return hmac.compare_digest(expected, params.get("response", ""))
+        return hmac.compare_digest(expected.encode(), params.get("response", "").encode())
 
     # -- device --------------------------------------------------------------------------
 

@@ -155,7 +155,7 @@ def check_username_token(
         raise not_authorized
     given = (pw_elem.text or "").strip()
     if pw_elem.get("Type", PASSWORD_DIGEST_TYPE).endswith("#PasswordText"):
-        if not hmac.compare_digest(given, password):
+        if not hmac.compare_digest(given.encode(), password.encode()):
             raise not_authorized
         return
     created = token.findtext(f"{{{NS['wsu']}}}Created", default="").strip()
@@ -167,5 +167,5 @@ def check_username_token(
         raise not_authorized from err
     if abs((created_at - camera_now).total_seconds()) > CREATED_WINDOW_S:
         raise not_authorized
-    if not hmac.compare_digest(given, password_digest(nonce, created, password)):
+    if not hmac.compare_digest(given.encode(), password_digest(nonce, created, password).encode()):
         raise not_authorized

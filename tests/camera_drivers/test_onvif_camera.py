@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import socket
 import time
@@ -268,3 +269,23 @@ def test_parse_device_url_accepts_the_documented_forms(url, expected):
 def test_parse_device_url_rejects_bad_urls_with_the_reason(url, message):
     with pytest.raises(ValueError, match=message):
         parse_device_url(url)
+
+
+async def test_snapshot_falls_back_to_basic_auth_when_the_camera_asks_for_it():
+    """Quirk: some firmwares protect the snapshot URL with Basic, not Digest."""
+    expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+    async def basic_only(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != expected:
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="cam"'})
+        return web.Response(body=tiny_jpeg(), content_type="image/jpeg")
+
+    runner, port = await _plain_http_server(basic_only)
+    try:
+        cam = OnvifCamera("127.0.0.1", port, USER, PASSWORD)
+        assert await cam._fetch_jpeg(f"http://127.0.0.1:{port}/snap.jpg") == tiny_jpeg()
+        wrong = OnvifCamera("127.0.0.1", port, USER, "wrong")
+        with pytest.raises(CameraAuthError, match="snapshot"):
+            await wrong._fetch_jpeg(f"http://127.0.0.1:{port}/snap.jpg")
+    finally:
+        await runner.cleanup()
