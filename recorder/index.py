@@ -169,7 +169,7 @@ def _event_row(d: dict[str, Any]) -> EventRow:
 
 
 def _upgrade_to_1(db: sqlite_utils.Database) -> None:
-    db["cameras"].create(
+    db.table("cameras").create(
         {
             "name": str,
             "site": str,
@@ -182,7 +182,7 @@ def _upgrade_to_1(db: sqlite_utils.Database) -> None:
         pk="name",
         not_null=["site", "updated_at"],
     )
-    db["runs"].create(
+    db.table("runs").create(
         {
             "id": int,
             "camera": str,
@@ -194,7 +194,7 @@ def _upgrade_to_1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null=["camera", "stream", "start_wall"],
     )
-    db["segments"].create(
+    db.table("segments").create(
         {
             "id": int,
             "camera": str,
@@ -222,10 +222,10 @@ def _upgrade_to_1(db: sqlite_utils.Database) -> None:
             "status", "discontinuity",
         ],
     )
-    db["segments"].create_index(["path"], unique=True)
-    db["segments"].create_index(["camera", "stream", "start_wall"])
-    db["segments"].create_index(["start_wall"])
-    db["gaps"].create(
+    db.table("segments").create_index(["path"], unique=True)
+    db.table("segments").create_index(["camera", "stream", "start_wall"])
+    db.table("segments").create_index(["start_wall"])
+    db.table("gaps").create(
         {
             "id": int,
             "camera": str,
@@ -237,8 +237,8 @@ def _upgrade_to_1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null=["camera", "stream", "start_wall", "end_wall", "reason"],
     )
-    db["gaps"].create_index(["camera", "stream", "start_wall"])
-    db["holds"].create(
+    db.table("gaps").create_index(["camera", "stream", "start_wall"])
+    db.table("holds").create(
         {
             "id": int,
             "camera": str,
@@ -251,9 +251,9 @@ def _upgrade_to_1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null=["camera", "start_wall", "end_wall", "reason", "who", "created_wall"],
     )
-    db["holds"].create_index(["camera"])
-    db["garbage"].create({"path": str, "reason": str}, pk="path", not_null=["reason"])
-    db["events"].create(
+    db.table("holds").create_index(["camera"])
+    db.table("garbage").create({"path": str, "reason": str}, pk="path", not_null=["reason"])
+    db.table("events").create(
         {
             "id": str,
             "camera": str,
@@ -271,11 +271,11 @@ def _upgrade_to_1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null=["camera", "source", "kind", "start_wall", "preroll_s", "postroll_s"],
     )
-    db["events"].create_index(["camera", "start_wall"])
-    db["event_segments"].create(
+    db.table("events").create_index(["camera", "start_wall"])
+    db.table("event_segments").create(
         {"event_id": str, "segment_id": int}, pk=("event_id", "segment_id")
     )
-    db["event_segments"].create_index(["segment_id"])
+    db.table("event_segments").create_index(["segment_id"])
 
 
 _UPGRADES: Final[Sequence[Callable[[sqlite_utils.Database], None]]] = (_upgrade_to_1,)

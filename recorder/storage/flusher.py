@@ -122,6 +122,10 @@ class Flusher:
             log.error("site %s: flusher did not finish within %.0f s", self._site, timeout_s)
         self._thread = None
 
+    def is_alive(self) -> bool:
+        """True while the flusher thread runs (for the health watchdog)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
         """True once every submitted job is done (for tests and orderly shutdown)."""
         deadline = time.monotonic() + timeout_s

@@ -86,6 +86,25 @@ class SegmentWriter:
         self._first_segment = True
         self._full = False
         self._full_since_wall = 0.0
+        # run state (set by on_run_start)
+        self._tb = Fraction(1, 90000)
+        self._tb_s = 1 / 90000
+        self._ticks_per_s = 90000.0
+        self._max_jump_ticks = 0
+        self._run_mono0 = 0.0
+        self._anchor_dts: int | None = None  # set by the run's first packet with a DTS
+        self._anchor_wall = 0.0
+        self._seq = 0
+        # segment state (set by _open_segment)
+        self._relpath = ""
+        self._seg_base_dts = 0
+        self._gop_start_dts = 0
+        self._seg_start_wall = 0.0
+        self._seg_target_ticks = 0
+        self._frames = 0
+        self._keyframes = 0
+        self._media_bytes = 0
+        self._seg_discontinuity = False
         self._reset_run_state()
         # counters
         self._segments_closed = 0
@@ -115,7 +134,7 @@ class SegmentWriter:
         self._ticks_per_s = 1.0 / self._tb_s
         self._max_jump_ticks = int(self._max_jump_s * self._ticks_per_s)
         self._run_mono0 = self._clock.monotonic()
-        self._anchor_dts: int | None = None  # set by the run's first packet with a DTS
+        self._anchor_dts = None
         self._anchor_wall = info.run_start_wall
         self._seq = 0
         self._reset_run_state()
