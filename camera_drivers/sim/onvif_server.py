@@ -671,7 +671,7 @@ class OnvifServer:
         token = req.text("tptz:PresetToken")
         if token not in _PRESETS:
             raise SoapRequestError("ter:NoToken", f"no PTZ preset with token {token!r}")
-        _, pan, tilt, zoom = _PRESETS[token]
+        _name, pan, tilt, zoom = _PRESETS[token]
         self.ptz.goto(pan, tilt, zoom, time.monotonic())
         log.info("camera %s: PTZ preset %s", self.camera.name, token)
         return "<tptz:GotoPresetResponse/>"
