@@ -133,8 +133,19 @@ def clip_key(scene: SceneSpec, profile: StreamProfile, codec: str) -> str:
         "codec": codec,
         "encoder": _encoder_options(codec, gop_frames, profile.bitrate_bps),
     }
-    blob = json.dumps(params, sort_keys=True).encode()
+    blob = json.dumps(_floats(params), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def _floats(value: object) -> object:
+    """Numbers as floats, so loop_s=20 and loop_s=20.0 name the same clip."""
+    if isinstance(value, dict):
+        return {k: _floats(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_floats(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _gop_frames(scene: SceneSpec) -> int:

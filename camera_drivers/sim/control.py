@@ -66,7 +66,7 @@ def apply_fault(camera: SimCamera, request: Any) -> dict[str, Any]:
     if "refuse" in checked:
         faults.refuse = checked["refuse"]
     if "jump_timestamps_s" in checked:
-        camera.jump_timestamps(checked["jump_timestamps_s"])
+        faults.jump_timestamps(checked["jump_timestamps_s"])
     if "offline_s" in checked:
         faults.go_offline(checked["offline_s"])
     if checked.get("drop"):
