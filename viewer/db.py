@@ -20,6 +20,11 @@ from viewer.errors import DatabaseError
 Row = dict[str, Any]
 
 
+def _pk(table: sqlite_utils.db.Table) -> int:
+    """The rowid of the row just inserted."""
+    return int(table.last_pk)  # type: ignore[arg-type]
+
+
 @contextmanager
 def _converted(what: str) -> Iterator[None]:
     try:
@@ -39,12 +44,14 @@ class ViewerDB:
             self.db.execute("PRAGMA foreign_keys=ON")
             self._create()
 
+    def _t(self, name: str) -> sqlite_utils.db.Table:
+        return self.db.table(name)
+
     def close(self) -> None:
         self._conn.close()
 
     def _create(self) -> None:
-        db = self.db
-        db["users"].create(
+        self._t("users").create(
             {
                 "id": int, "username": str, "password_hash": str, "role": str,
                 "sites": str, "cameras": str, "language": str, "disabled": int,
@@ -56,23 +63,23 @@ class ViewerDB:
                       "cameras": "[]"},
             if_not_exists=True,
         )
-        db["users"].create_index(["username"], unique=True, if_not_exists=True)
-        db["sessions"].create(
+        self._t("users").create_index(["username"], unique=True, if_not_exists=True)
+        self._t("sessions").create(
             {
                 "token_hash": str, "user_id": int, "csrf_token": str, "address": str,
                 "created_at": float, "last_seen_at": float,
             },
             pk="token_hash", foreign_keys=[("user_id", "users", "id")], if_not_exists=True,
         )
-        db["audit"].create(
+        self._t("audit").create(
             {
                 "id": int, "at": float, "username": str, "address": str, "action": str,
                 "outcome": str, "site": str, "camera": str, "detail": str,
             },
             pk="id", if_not_exists=True,
         )
-        db["audit"].create_index(["at"], if_not_exists=True)
-        db["alerts"].create(
+        self._t("audit").create_index(["at"], if_not_exists=True)
+        self._t("alerts").create(
             {
                 "id": int, "site": str, "camera": str, "event_id": str, "kind": str,
                 "started_at": float, "ended_at": float, "zones": str, "received_at": float,
@@ -81,20 +88,20 @@ class ViewerDB:
             },
             pk="id", defaults={"ack_delivered": 0, "zones": "[]"}, if_not_exists=True,
         )
-        db["alerts"].create_index(["site", "event_id"], unique=True, if_not_exists=True)
-        db["alerts"].create_index(["received_at"], if_not_exists=True)
-        db["acknowledgements"].create(
+        self._t("alerts").create_index(["site", "event_id"], unique=True, if_not_exists=True)
+        self._t("alerts").create_index(["received_at"], if_not_exists=True)
+        self._t("acknowledgements").create(
             {
                 "id": int, "alert_id": int, "username": str, "address": str, "comment": str,
                 "at": float, "delivered": int, "error": str,
             },
             pk="id", foreign_keys=[("alert_id", "alerts", "id")], if_not_exists=True,
         )
-        db["sites"].create(
+        self._t("sites").create(
             {"site": str, "online": int, "last_seen_at": float, "status": str},
             pk="site", if_not_exists=True,
         )
-        db["cameras"].create(
+        self._t("cameras").create(
             {"site": str, "camera": str, "state": str, "last_seen_at": float,
              "detail": str},
             pk=("site", "camera"), if_not_exists=True,
@@ -104,25 +111,25 @@ class ViewerDB:
 
     def insert_user(self, row: Row) -> int:
         with _converted("insert user"):
-            return int(self.db["users"].insert(row).last_pk)
+            return _pk(self._t("users").insert(row))
 
     def user_by_name(self, username: str) -> Row | None:
-        rows = list(self.db["users"].rows_where("username = ?", [username], limit=1))
+        rows = list(self._t("users").rows_where("username = ?", [username], limit=1))
         return rows[0] if rows else None
 
     def user_by_id(self, user_id: int) -> Row | None:
-        rows = list(self.db["users"].rows_where("id = ?", [user_id], limit=1))
+        rows = list(self._t("users").rows_where("id = ?", [user_id], limit=1))
         return rows[0] if rows else None
 
     def list_users(self) -> list[Row]:
-        return list(self.db["users"].rows_where(order_by="username"))
+        return list(self._t("users").rows_where(order_by="username"))
 
     def count_users(self) -> int:
-        return self.db["users"].count
+        return self._t("users").count
 
     def update_user(self, user_id: int, fields: Row) -> None:
         with _converted("update user"):
-            self.db["users"].update(user_id, fields)
+            self._t("users").update(user_id, fields)
 
     def add_failed_login(self, user_id: int) -> int:
         """Increment the consecutive failure counter atomically and return it."""
@@ -137,10 +144,10 @@ class ViewerDB:
 
     def insert_session(self, row: Row) -> None:
         with _converted("insert session"):
-            self.db["sessions"].insert(row)
+            self._t("sessions").insert(row)
 
     def session(self, token_hash: str) -> Row | None:
-        rows = list(self.db["sessions"].rows_where("token_hash = ?", [token_hash], limit=1))
+        rows = list(self._t("sessions").rows_where("token_hash = ?", [token_hash], limit=1))
         return rows[0] if rows else None
 
     def touch_session(self, token_hash: str, now: float) -> None:
@@ -168,7 +175,7 @@ class ViewerDB:
 
     def insert_audit(self, row: Row) -> int:
         with _converted("insert audit"):
-            return int(self.db["audit"].insert(row).last_pk)
+            return _pk(self._t("audit").insert(row))
 
     def query_audit(
         self,
@@ -188,7 +195,7 @@ class ViewerDB:
                 where.append(f"{column} {op} ?")
                 args.append(value)
         return list(
-            self.db["audit"].rows_where(
+            self._t("audit").rows_where(
                 " AND ".join(where) or None, args, order_by="at DESC, id DESC", limit=limit
             )
         )
@@ -199,7 +206,7 @@ class ViewerDB:
         """Insert an alert or update its end time; return (id, created)."""
         with _converted("store alert"):
             existing = list(
-                self.db["alerts"].rows_where(
+                self._t("alerts").rows_where(
                     "site = ? AND event_id = ?", [row["site"], row["event_id"]], limit=1
                 )
             )
@@ -207,23 +214,23 @@ class ViewerDB:
                 update = {k: v for k, v in row.items() if v is not None and k in (
                     "started_at", "ended_at", "zones", "snapshot", "snapshot_type", "kind")}
                 if update:
-                    self.db["alerts"].update(existing[0]["id"], update)
+                    self._t("alerts").update(existing[0]["id"], update)
                 return int(existing[0]["id"]), False
-            return int(self.db["alerts"].insert(row).last_pk), True
+            return _pk(self._t("alerts").insert(row)), True
 
     def alert(self, alert_id: int) -> Row | None:
-        rows = list(self.db["alerts"].rows_where("id = ?", [alert_id], limit=1))
+        rows = list(self._t("alerts").rows_where("id = ?", [alert_id], limit=1))
         return rows[0] if rows else None
 
     def alert_by_event(self, site: str, event_id: str) -> Row | None:
         rows = list(
-            self.db["alerts"].rows_where("site = ? AND event_id = ?", [site, event_id], limit=1)
+            self._t("alerts").rows_where("site = ? AND event_id = ?", [site, event_id], limit=1)
         )
         return rows[0] if rows else None
 
     def recent_alerts(self, limit: int) -> list[Row]:
         return list(
-            self.db["alerts"].rows_where(
+            self._t("alerts").rows_where(
                 select="id, site, camera, event_id, kind, started_at, ended_at, zones, "
                 "received_at, snapshot IS NOT NULL AS has_snapshot, acked_at, acked_by, "
                 "ack_comment, ack_delivered",
@@ -234,21 +241,21 @@ class ViewerDB:
 
     def update_alert(self, alert_id: int, fields: Row) -> None:
         with _converted("update alert"):
-            self.db["alerts"].update(alert_id, fields)
+            self._t("alerts").update(alert_id, fields)
 
     def insert_ack(self, row: Row) -> int:
         with _converted("store acknowledgement"):
-            return int(self.db["acknowledgements"].insert(row).last_pk)
+            return _pk(self._t("acknowledgements").insert(row))
 
     def update_ack(self, ack_id: int, fields: Row) -> None:
         with _converted("update acknowledgement"):
-            self.db["acknowledgements"].update(ack_id, fields)
+            self._t("acknowledgements").update(ack_id, fields)
 
     # sites and cameras
 
     def upsert_site(self, site: str, online: bool, last_seen_at: float, status: Row) -> None:
         with _converted("store site"):
-            self.db["sites"].upsert(
+            self._t("sites").upsert(
                 {"site": site, "online": int(online), "last_seen_at": last_seen_at,
                  "status": json.dumps(status)},
                 pk="site",
@@ -258,14 +265,14 @@ class ViewerDB:
         self, site: str, camera: str, state: str, since: float, detail: str
     ) -> None:
         with _converted("store camera"):
-            self.db["cameras"].upsert(
+            self._t("cameras").upsert(
                 {"site": site, "camera": camera, "state": state,
                  "last_seen_at": since, "detail": detail},
                 pk=("site", "camera"),
             )
 
     def sites(self) -> list[Row]:
-        return list(self.db["sites"].rows_where(order_by="site"))
+        return list(self._t("sites").rows_where(order_by="site"))
 
     def cameras(self) -> list[Row]:
-        return list(self.db["cameras"].rows_where(order_by="site, camera"))
+        return list(self._t("cameras").rows_where(order_by="site, camera"))

@@ -54,7 +54,7 @@ class ViewerContext:
 
 CTX = web.AppKey("dozor_viewer_ctx", ViewerContext)
 # request[SESSION_KEY]: Session | None, set by the session middleware
-SESSION_KEY = web.RequestKey("dozor_session", Session | None)
+SESSION_KEY = web.RequestKey[Session | None]("dozor_session")
 
 
 def context(request: web.Request) -> ViewerContext:
