@@ -52,6 +52,7 @@ INDEX_NAME = "index.sqlite3"
 class DaemonOptions:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     health_sample_interval_s: float = 2.0
+    stall_after_s: float = 3.0  # health shows "stalled" before the read timeout ends the run
     retention_interval_s: float = 60.0
     probe_timeout_s: float = 10.0
     probe_backoff_max_s: float = 30.0
@@ -88,7 +89,7 @@ class Recorder:
         self._notifier = notifier or Notifier()
         self.site = config.site
         self.root = Path(config.storage.root)
-        self.health = HealthRegistry(self.site)
+        self.health = HealthRegistry(self.site, stall_after_s=self.options.stall_after_s)
         self.health_server: HealthServer | None = None
         self.index: Index | None = None
         self.flusher: Flusher | None = None

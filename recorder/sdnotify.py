@@ -21,7 +21,11 @@ class Notifier:
         self._address = _socket_address(env.get("NOTIFY_SOCKET", ""))
         self._sock: socket.socket | None = None
         if self._address is not None:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Non-blocking: a receiver that stops reading (its queue holds only about ten
+            # datagrams) must never freeze the recorder's event loop; such a message is dropped.
+            self._sock = socket.socket(
+                socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+            )
         self.watchdog_interval_s = _watchdog_interval_s(env)
 
     @property
@@ -35,6 +39,9 @@ class Notifier:
         payload = "\n".join(f"{key}={value}" for key, value in fields.items()).encode()
         try:
             self._sock.sendto(payload, self._address)
+        except BlockingIOError:
+            log.debug("sd_notify: receiver queue full, dropped %r", payload)
+            return False
         except OSError as err:
             log.warning("sd_notify to %r failed: %s", self._address, err)
             return False
