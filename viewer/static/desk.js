@@ -269,6 +269,7 @@
   const linkState = document.getElementById("link-state");
   function showLink(s) {
     if (!linkState) return;
+    linkState.hidden = false;
     linkState.dataset.state = s;
     linkState.textContent = t("ws." + s);
   }
