@@ -153,8 +153,10 @@ class OnvifCamera:
         await self.close()
         # adjust_time: sign WS-UsernameTokens with the camera's clock, because cameras
         # reject a token whose Created is minutes away from their own time.
+        # no_cache: the WSDLs are local files; zeep's cache would write a SQLite file
+        # under the user's home, which a hardened daemon may not have.
         self._device = ONVIFCamera(
-            self.host, self.port, self.user, self.password, adjust_time=True
+            self.host, self.port, self.user, self.password, adjust_time=True, no_cache=True
         )
         try:
             # Loads the WSDL from disk (slow the first time): outside the network timeout.
