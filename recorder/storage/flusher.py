@@ -12,13 +12,14 @@ import dataclasses
 import hashlib
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from recorder.errors import RecorderError
+from recorder.errors import IndexDbError, RecorderError
 from recorder.index import ClosedSegment, GapRow, Index
 from recorder.storage import fmp4
 from recorder.storage.layout import fsync_dir, fsync_file
@@ -58,6 +59,12 @@ class FlusherStats:
 _STOP = object()
 
 
+def _transient(err: IndexDbError) -> bool:
+    """SQLite said 'disk full', 'locked' or 'I/O error': the row may go in later; a
+    constraint violation never will."""
+    return isinstance(err.__cause__, sqlite3.OperationalError)
+
+
 class Flusher:
     """One per storage root. `start()` before writers run; `stop()` drains the queue."""
 
@@ -82,6 +89,7 @@ class Flusher:
         # (camera, stream) -> end of its last segment, when that segment was torn and cut
         # back: the writer only estimates where a disk_full gap starts, the cut tells.
         self._torn_end: dict[tuple[str, str], float] = {}
+        self._retry: list[_SegmentJob] = []  # index failures worth another try
         self._thread: threading.Thread | None = None
         self._indexed = self._repaired = self._dropped = self._gaps = self._errors = 0
 
@@ -159,6 +167,11 @@ class Flusher:
                     self._finish_segment(job)
                 elif isinstance(job, GapRow):
                     self._add_gap(job)
+            except IndexDbError as err:
+                self._errors += 1
+                log.error("site %s: flusher could not index %s: %s", self._site, job, err)
+                if isinstance(job, _SegmentJob) and _transient(err):
+                    self._retry.append(job)  # e.g. the index's disk was full: try again
             except (OSError, RecorderError, ValueError) as err:
                 self._errors += 1
                 log.error("site %s: flusher failed on %s: %s", self._site, job, err)
@@ -167,7 +180,21 @@ class Flusher:
                     self._q.task_done()
             if time.monotonic() >= next_flush:
                 self._flush_open()
+                self._retry_failed()
                 next_flush = time.monotonic() + self.flush_interval_s
+
+    def _retry_failed(self) -> None:
+        retry, self._retry = self._retry, []
+        for job in retry:
+            try:
+                self._finish_segment(job)
+            except IndexDbError as err:
+                if _transient(err):
+                    self._retry.append(job)
+                else:
+                    log.error("site %s: giving up indexing %s: %s", self._site, job, err)
+            except (OSError, RecorderError, ValueError) as err:
+                log.error("site %s: giving up indexing %s: %s", self._site, job, err)
 
     def _add_gap(self, gap: GapRow) -> None:
         start_wall = gap.start_wall

@@ -137,6 +137,8 @@ class SegmentWriter:
         self._anchor_dts = None
         self._anchor_wall = info.run_start_wall
         self._seq = 0
+        if self._full:  # the time between runs is the ingest's gap, not ours
+            self._full_since_wall = info.run_start_wall
         self._reset_run_state()
 
     def on_packet(self, packet: av.Packet) -> None:
@@ -203,7 +205,6 @@ class SegmentWriter:
             self._close_segment(self._end_dts())
         elif self._full and self._last_dts is not None:
             self._submit_gap(self._full_since_wall, self._wall_at(self._end_dts()), "disk_full")
-            self._full_since_wall = self._wall_at(self._end_dts())
         log.info("%s: run %d ended (%s)", self._where, self._info.run_id, reason)
         self._reset_run_state()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,39 @@ def test_retention_frees_a_full_disk_and_recording_resumes(small_disk, clips, op
         assert gap.start_wall == pytest.approx(old.end_wall, abs=1e-3)
         assert gap.end_wall == pytest.approx(new.start_wall, abs=1e-3)
         check_indexed_segments_play(small_disk, index)
+    finally:
+        flusher.stop()
+        index.close()
+
+
+def test_flusher_retries_a_row_the_full_index_disk_refused(small_disk, clips, open_clip,
+                                                            storage_root):
+    index = Index(small_disk / "index.sqlite3")
+    flusher = Flusher(storage_root, index, flush_interval_s=0.2, site="test")
+    flusher.start()
+    filler = small_disk / "filler"
+    try:
+        with open(filler, "wb") as f:  # fill the index's disk to the last byte
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        src = open_clip(clips(seconds=2))
+        writer = SegmentWriter(storage_root, flusher)
+        writer.on_run_start(src.info())
+        for p in src.packets():
+            writer.on_packet(p)
+        writer.close()
+        assert flusher.wait_idle(30)
+        assert flusher.stats().errors >= 1 and index.segments() == []
+        filler.unlink()
+        deadline = time.monotonic() + 10
+        while not index.segments() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (seg,) = index.segments()
+        assert (seg.bytes, seg.sha256) == hash_file(storage_root / seg.path)
     finally:
         flusher.stop()
         index.close()
