@@ -135,3 +135,17 @@ async def test_logout_ends_session(start_viewer, browser_factory):
     assert resp.status == 303
     assert (await b.get("/api/state")).status == 401
     assert re.search(r"logout", str([e.action for e in viewer.ctx.audit.query()]))
+
+
+async def test_expired_sessions_are_purged(start_viewer, browser_factory):
+    viewer = await start_viewer()
+    viewer.add_user("officer", Role.DUTY_OFFICER)
+    b = browser_factory(viewer)
+    await b.login("officer")
+    db = viewer.ctx.db.db
+    assert db["sessions"].count == 1
+    viewer.ctx.sessions.purge()
+    assert db["sessions"].count == 1
+    viewer.clock.advance(viewer.ctx.config.security.session_max_s + 1)
+    viewer.ctx.sessions.purge()
+    assert db["sessions"].count == 0
