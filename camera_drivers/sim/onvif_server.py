@@ -531,7 +531,13 @@ class OnvifServer:
     async def _pull_messages(self, req: SoapRequest, request: web.Request) -> str:
         sub = self._subscription(request)
         wait_s = min(parse_duration_s(req.text("tev:Timeout", "PT0S") or "PT0S"), _MAX_PULL_WAIT_S)
-        limit = int(req.text("tev:MessageLimit", "10") or "10")
+        limit_text = req.text("tev:MessageLimit", "10") or "10"
+        try:
+            limit = int(limit_text)
+        except ValueError as err:
+            raise SoapRequestError(
+                "ter:InvalidArgVal", f"MessageLimit is not an integer: {limit_text!r}"
+            ) from err
         deadline = time.monotonic() + wait_s
         messages: list[str] = []
         while limit > 0:

@@ -129,3 +129,26 @@ def test_durations():
     assert parse_duration_s("PT60S") == 60
     assert parse_duration_s("PT1M30.5S") == 90.5
     assert parse_duration_s("P1DT1H") == 90000
+
+
+async def test_home_assistant_style_pullpoint_manager_gets_motion(onvif_sim):
+    """onvif-zeep-async's own PullPointManager (as Home Assistant uses it) works too."""
+    from onvif import ONVIFCamera
+
+    device = ONVIFCamera("127.0.0.1", onvif_sim.port, USER, PASSWORD, no_cache=True)
+    try:
+        await device.update_xaddrs()
+        manager = await device.create_pullpoint_manager(dt.timedelta(seconds=60), lambda: None)
+        service = manager.get_service()
+        onvif_sim.restart_scene(0.0)  # quiet now, motion in 1 s
+        states = []
+        while len(states) < 2:
+            answer = await service.PullMessages({"Timeout": "PT3S", "MessageLimit": 10})
+            for msg in answer.NotificationMessage or []:
+                assert msg.Topic._value_1 == "tns1:VideoSource/MotionAlarm"
+                states.append(msg.Message._value_1.Data.SimpleItem[0].Value)
+        await manager.shutdown()
+        assert states == ["false", "true"]
+        assert onvif_sim.server._subscriptions == {}
+    finally:
+        await device.close()
