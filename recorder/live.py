@@ -73,7 +73,7 @@ class ChunkKind(enum.IntEnum):
     INIT = 0  # ftyp+moov; meta has codec (RFC 6381 string), width, height
     MEDIA = 1  # one moof+mdat
     JPEG = 2  # one JPEG picture
-    END = 3  # the stream stopped; meta has reason
+    END = 3  # the stream stopped; meta has reason, and mode when only that mode stopped
 
 
 FLAG_KEYFRAME = 0x01  # MEDIA: the fragment starts with a keyframe
@@ -466,7 +466,7 @@ class LiveSink:
             if self._mux is not None:
                 self._mux.close()
                 self._mux = None
-                self._emit(ChunkKind.END, b"", meta={"reason": "no viewers"})
+                self._emit(ChunkKind.END, b"", meta={"reason": "no viewers", "mode": "mse"})
             return
         if self._mux is None:
             if not packet.is_keyframe:

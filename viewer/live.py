@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from police_link.errors import PoliceLinkError
 from police_link.topics import check_camera_name, check_name
@@ -173,6 +173,8 @@ class LiveHub:
         self.feeds: dict[FeedKey, LiveFeed] = {}
         self._lock = asyncio.Lock()  # start and stop of a feed do not interleave
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Open browser sockets: closed at shutdown, or aiohttp waits for them to go away.
+        self.sockets: set[web.WebSocketResponse] = set()
 
     async def join(self, key: FeedKey) -> Watcher:
         """A new watcher of key; starts the feed at the site when it is the first."""
@@ -208,8 +210,11 @@ class LiveHub:
             log.warning("viewer: site %s camera %s/%s: bad live payload: %s",
                         site, camera, stream, err)
             return
-        modes = (LiveMode.JPEG,) if chunk.kind is ChunkKind.JPEG else (
-            (LiveMode.MSE,) if chunk.kind is not ChunkKind.END else tuple(LiveMode))
+        if chunk.kind is ChunkKind.END:
+            mode = (chunk.meta or {}).get("mode")
+            modes = tuple(m for m in LiveMode if mode in (None, m.value))
+        else:
+            modes = (LiveMode.JPEG,) if chunk.kind is ChunkKind.JPEG else (LiveMode.MSE,)
         for mode in modes:
             feed = self.feeds.get(FeedKey(site, camera, stream, mode))
             if feed is not None:
@@ -230,6 +235,8 @@ class LiveHub:
         return True
 
     async def close(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"viewer shutting down")
         for key in list(self.feeds):
             feed = self.feeds.pop(key)
             for w in feed.watchers:
@@ -312,6 +319,14 @@ def make_live_handler(hub: LiveHub, authorize: Authorize, audit: AuditHook | Non
         access = authorize(request, key.site, key.camera)
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
         await ws.prepare(request)
+        hub.sockets.add(ws)
+        try:
+            return await _serve(ws, key, access)
+        finally:
+            hub.sockets.discard(ws)
+
+    async def _serve(ws: web.WebSocketResponse, key: FeedKey, access: LiveAccess
+                     ) -> web.WebSocketResponse:
         view = uuid.uuid4().hex[:8]
         tag = f"viewer: {key} live view {view} by {access.username}"
         try:

@@ -206,7 +206,7 @@ def test_ttl_expiry_stops_publishing(
     assert published
     replay.feed(20)  # past 2 s: expired
     assert published[-1].kind is ChunkKind.END
-    assert published[-1].meta == {"reason": "no viewers"}
+    assert published[-1].meta == {"reason": "no viewers", "mode": "mse"}
     count = len(published)
     replay.feed(10)
     assert len(published) == count

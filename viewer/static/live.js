@@ -14,7 +14,7 @@
   var FLAG_KEYFRAME = 1;
   var KEEP_BEHIND_S = 10; // buffer kept behind the playhead
   var MAX_LAG_S = 1.5; // further behind the live edge than this: jump forward
-  var EDGE_MARGIN_S = 0.15; // where to land when jumping to the live edge
+  var EDGE_MARGIN_S = 0.3; // where to land when jumping: a little buffer against stalls
   var decoder = new TextDecoder();
 
   function parse(buffer) {

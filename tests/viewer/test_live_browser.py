@@ -1,0 +1,179 @@
+"""The MSE player (viewer/static/live.js) in headless Chromium against the real live path."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from aiohttp import web
+
+from bench.live import LiveRig, allow_all, start_gst_server, start_mosquitto
+from recorder.live import LiveController
+from recorder.stream_types import StreamInfo
+from tests.recorder.test_live import make_clip
+from viewer.live import LiveHub, add_live_routes
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+STATIC_DIR = Path(__file__).resolve().parents[2] / "viewer" / "static"
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>live</title></head><body>
+<div id="live" data-live-site="{site}" data-live-camera="{camera}" data-live-stream="sub"></div>
+<script src="/static/live.js"></script></body></html>"""
+
+PLAYBACK = """() => {
+  const v = document.querySelector('#live video');
+  const player = document.querySelector('#live').dozorLive;
+  return {time: v.currentTime, frames: v.getVideoPlaybackQuality().totalVideoFrames,
+          error: v.error && v.error.message, rate: document.querySelector('.live-rate').textContent,
+          note: document.querySelector('.live-note').textContent,
+          jpegs: player.stats.jpegs, latency: player.stats.latencyMs.slice(-30)};
+}"""
+
+
+def page_routes(site: str, camera: str) -> Any:
+    def add(app: web.Application) -> None:
+        async def page(request: web.Request) -> web.Response:
+            return web.Response(text=PAGE.format(site=site, camera=camera),
+                                content_type="text/html")
+
+        app.router.add_get("/live-test", page)
+        app.router.add_static("/static", STATIC_DIR)
+
+    return add
+
+
+@pytest.fixture
+async def browser_page() -> AsyncIterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian chromium is not installed")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield await browser.new_page()
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+def gst_and_broker(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    try:
+        gst, url = start_gst_server(pattern="ball", bitrate_kbit=300)
+    except (OSError, RuntimeError) as err:
+        pytest.skip(f"GStreamer RTSP server unavailable: {err}")
+    broker, port = start_mosquitto(tmp_path)
+    yield url, port
+    for proc in (gst, broker):
+        proc.kill()
+        proc.wait()
+
+
+async def test_live_view_plays_in_chromium(
+    gst_and_broker: tuple[str, int], browser_page: Any, tmp_path: Path
+) -> None:
+    url, port = gst_and_broker
+    rig = LiveRig(url, port, tmp_path, extra_routes=page_routes("bench", "gate"))
+    async with rig.running():
+        page = browser_page
+        await page.goto(f"http://127.0.0.1:{rig.http_port}/live-test")
+        await page.wait_for_function(
+            "() => { const v = document.querySelector('#live video');"
+            " return v && v.currentTime > 0.3; }", timeout=15000)
+        before = await page.evaluate(PLAYBACK)
+        await asyncio.sleep(3.0)
+        after = await page.evaluate(PLAYBACK)
+    assert after["error"] is None
+    assert after["time"] - before["time"] > 1.0, (before, after)
+    assert after["frames"] - before["frames"] > 15, (before, after)
+    assert after["rate"].endswith("kbit/s")
+    assert after["note"].startswith("avc1.")
+    latency = sorted(after["latency"])
+    # bench.live measures the latency on a quiet machine; here only a sanity bound
+    assert latency and latency[len(latency) // 2] < 1000, latency
+
+
+class FileReplay(threading.Thread):
+    """Plays a clip in real time, in a loop, into a sink: a camera without RTSP."""
+
+    def __init__(self, path: Path, sink: Any) -> None:
+        super().__init__(daemon=True)
+        self.path, self.sink = path, sink
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            tb: Fraction = stream.time_base
+            ctx = stream.codec_context
+            self.sink.on_run_start(StreamInfo(
+                "bench", "gate", "sub", 1, ctx.name, ctx.width, ctx.height, tb.numerator,
+                tb.denominator, time.time(), stream))
+            packets = [p for p in container.demux(stream) if p.dts is not None]
+            duration_s = float((packets[-1].dts - packets[0].dts) * tb) + 1 / 15
+            start = time.monotonic()
+            loop = 0
+            while not self.stop.is_set():
+                for p in packets:
+                    due = start + loop * duration_s + float((p.dts - packets[0].dts) * tb)
+                    if self.stop.wait(max(0.0, due - time.monotonic())):
+                        break
+                    shift = round(loop * duration_s / tb)
+                    q = av.Packet(bytes(p))
+                    q.pts, q.dts = p.pts + shift, p.dts + shift
+                    q.time_base, q.is_keyframe = p.time_base, p.is_keyframe
+                    self.sink.on_packet(q)
+                loop += 1
+            self.sink.on_run_end("replay stopped")
+
+
+async def test_h265_falls_back_to_jpeg_in_chromium(browser_page: Any, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "cam265.ts", "h265", seconds=2.0)
+    hub: LiveHub | None = None
+
+    def publish(camera: str, stream: str, payload: bytes) -> None:
+        assert hub is not None
+        hub.deliver_threadsafe("bench", camera, stream, payload)
+
+    controller = LiveController("bench", publish)
+
+    async def request(site: str, kind: str, args: dict[str, Any], timeout_s: float) -> dict:
+        return controller.handle(kind, args, "viewer1")
+
+    hub = LiveHub(request)
+    app = web.Application()
+    add_live_routes(app, hub, allow_all)
+    page_routes("bench", "gate")(app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    replay = FileReplay(clip, controller.sink("gate", "sub"))
+    replay.start()
+    try:
+        page = browser_page
+        await page.goto(f"http://127.0.0.1:{port}/live-test")
+        await page.wait_for_function(
+            "() => document.querySelector('#live').dozorLive.stats.jpegs >= 2", timeout=15000)
+        state = await page.evaluate(PLAYBACK)
+        shown = await page.evaluate(
+            "() => { const i = document.querySelector('#live img');"
+            " return {hidden: i.hidden, width: i.naturalWidth}; }")
+    finally:
+        replay.stop.set()
+        replay.join(5)
+        await runner.cleanup()
+    assert "hvc1" in state["note"] and "JPEG" in state["note"]
+    assert shown == {"hidden": False, "width": 320}
