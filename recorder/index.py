@@ -145,6 +145,7 @@ class RetentionCandidate:
     event_linked: bool  # linked to at least one event (invariant 9)
 
 
+MAX_SEGMENT_SPAN_S: Final = 86400.0
 _UNSET: Any = object()
 _T = TypeVar("_T")
 
@@ -163,6 +164,19 @@ def _event_row(d: dict[str, Any]) -> EventRow:
     d = dict(d)
     d["zones"] = tuple(json.loads(d["zones"] or "[]"))
     return _row(EventRow, d)
+
+
+def _where(*conds: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """' WHERE a AND b' of the conditions whose value is not None, and their parameters
+    (a tuple value fills several placeholders)."""
+    sql: list[str] = []
+    params: list[Any] = []
+    for cond, value in conds:
+        if value is None:
+            continue
+        sql.append(cond)
+        params.extend(value if isinstance(value, tuple) else (value,))
+    return (" WHERE " + " AND ".join(sql) if sql else ""), params
 
 
 # --- schema: one upgrade function per version (invariant 10) ---------------------------
@@ -477,16 +491,20 @@ class Index:
         *,
         status: str | None = None,
     ) -> list[SegmentRow]:
-        """Segments overlapping [start, end), ordered by start time."""
-        rows = self._query(
-            "SELECT * FROM segments WHERE (:camera IS NULL OR camera = :camera)"
-            " AND (:stream IS NULL OR stream = :stream)"
-            " AND (:end IS NULL OR start_wall < :end)"
-            " AND (:start IS NULL OR end_wall > :start)"
-            " AND (:status IS NULL OR status = :status)"
-            " ORDER BY start_wall, id",
-            {"camera": camera, "stream": stream, "start": start, "end": end, "status": status},
+        """Segments overlapping [start, end), ordered by start time.
+
+        The SQL names only the conditions given, so SQLite can use its indexes; a segment
+        is assumed to span less than MAX_SEGMENT_SPAN_S (rotation needs a keyframe).
+        """
+        where, params = _where(
+            ("camera = ?", camera),
+            ("stream = ?", stream),
+            ("start_wall < ?", end),
+            ("end_wall > ?", start),
+            ("start_wall > ?", None if start is None else start - MAX_SEGMENT_SPAN_S),
+            ("status = ?", status),
         )
+        rows = self._query(f"SELECT * FROM segments{where} ORDER BY start_wall, id", params)
         return [_segment_row(r) for r in rows]
 
     def segment_by_path(self, path: str) -> SegmentRow | None:
@@ -523,20 +541,18 @@ class Index:
     ) -> list[RetentionCandidate]:
         """Segments oldest first (by start_wall, id), after the (start_wall, id) cursor."""
         a_start, a_id = after if after is not None else (float("-inf"), -1)
+        where, params = _where(
+            ("s.camera = ?", camera),
+            ("s.end_wall < ?", ended_before),
+            ("(s.start_wall, s.id) > (?, ?)", (a_start, a_id)),
+        )
         rows = self._query(
             "SELECT s.id, s.camera, s.path, s.start_wall, s.end_wall, s.bytes,"
             " EXISTS (SELECT 1 FROM holds h WHERE h.camera = s.camera"
             "   AND h.start_wall < s.end_wall AND h.end_wall > s.start_wall) AS held,"
             " EXISTS (SELECT 1 FROM event_segments es WHERE es.segment_id = s.id)"
-            "   AS event_linked"
-            " FROM segments s WHERE (:camera IS NULL OR s.camera = :camera)"
-            " AND (:before IS NULL OR s.end_wall < :before)"
-            " AND (s.start_wall > :a_start OR (s.start_wall = :a_start AND s.id > :a_id))"
-            " ORDER BY s.start_wall, s.id LIMIT :limit",
-            {
-                "camera": camera, "before": ended_before, "a_start": a_start, "a_id": a_id,
-                "limit": limit,
-            },
+            f"   AS event_linked FROM segments s{where} ORDER BY s.start_wall, s.id LIMIT ?",
+            [*params, limit],
         )
         return [
             RetentionCandidate(

@@ -142,7 +142,7 @@ def test_nothing_to_do(storage_root, index):
     assert report.deleted == 0 and files(storage_root) == 1
 
 
-@pytest.mark.parametrize("n", [1200])
+@pytest.mark.parametrize("n", [600])
 def test_many_segments_in_batches(storage_root, index, n):
     for i in range(n):
         put(storage_root, index, "cam1", 5 + i / 10000, nbytes=10, seq=i)
