@@ -239,6 +239,7 @@ def _upgrade_to_1(db: sqlite_utils.Database) -> None:
     db.table("segments").create_index(["path"], unique=True)
     db.table("segments").create_index(["camera", "stream", "start_wall"])
     db.table("segments").create_index(["start_wall"])
+    db.table("segments").create_index(["camera", "start_wall"])
     db.table("gaps").create(
         {
             "id": int,
@@ -642,6 +643,7 @@ class Index:
         "INSERT OR IGNORE INTO event_segments (event_id, segment_id)"
         " SELECT e.id, s.id FROM events e JOIN segments s ON s.camera = e.camera"
         " WHERE e.id = ? AND s.end_wall > e.start_wall - e.preroll_s"
+        f" AND s.start_wall > e.start_wall - e.preroll_s - {MAX_SEGMENT_SPAN_S}"
         " AND (e.end_wall IS NULL OR s.start_wall < e.end_wall + e.postroll_s)"
     )
 
