@@ -108,7 +108,8 @@ async def _csrf(request: web.Request, handler: Any) -> web.StreamResponse:
             if token is None and request.content_type in (
                 "application/x-www-form-urlencoded", "multipart/form-data"
             ):
-                token = (await request.post()).get(CSRF_FIELD)  # type: ignore[assignment]
+                form_token = (await request.post()).get(CSRF_FIELD)
+                token = form_token if isinstance(form_token, str) else None
             if not tokens_match(session.csrf_token, token):
                 return json_error(403, "csrf", "missing or wrong CSRF token")
     return await handler(request)  # type: ignore[no-any-return]

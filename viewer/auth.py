@@ -24,6 +24,7 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 # A police station may put every officer behind one address: be more lenient there.
 ADDRESS_FREE_FACTOR = 5
+MAX_THROTTLE_KEYS = 10_000
 
 
 class Permission(enum.StrEnum):
@@ -84,8 +85,17 @@ class Throttle:
         return max(0.0, last + self.delay_s(failures) - now)
 
     def fail(self, key: str) -> None:
+        if len(self._failures) > MAX_THROTTLE_KEYS:
+            self._forget_quiet()
         failures, _ = self._failures.get(key, (0, 0.0))
         self._failures[key] = (failures + 1, self._clock.monotonic())
+
+    def _forget_quiet(self) -> None:
+        """Bound memory under a flood of made-up user names."""
+        horizon = self._clock.monotonic() - 2 * self._max_s
+        for key, (_, last) in list(self._failures.items()):
+            if last < horizon:
+                del self._failures[key]
 
     def reset(self, key: str) -> None:
         self._failures.pop(key, None)
@@ -200,7 +210,8 @@ class SessionStore:
         self._db.purge_sessions(now - self._idle_s, now - self._max_s)
 
 
-def tokens_match(expected: str | None, given: str | None) -> bool:
-    if not expected or not given:
+def tokens_match(expected: object, given: object) -> bool:
+    """Constant-time comparison; anything but two non-empty strings is a mismatch."""
+    if not isinstance(expected, str) or not isinstance(given, str) or not expected:
         return False
     return hmac.compare_digest(expected.encode(), given.encode())

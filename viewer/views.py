@@ -127,7 +127,7 @@ async def login(request: web.Request) -> web.Response:
     ctx = context(request)
     language = language_of(request)
     form = await request.post()
-    if not tokens_match(request.cookies.get(PRELOGIN_COOKIE), form.get(CSRF_FIELD)):  # type: ignore[arg-type]
+    if not tokens_match(request.cookies.get(PRELOGIN_COOKIE), form.get(CSRF_FIELD)):
         return await login_form(request, translate(language, "login.expired"), status=403)
     username = text_field(form, "username", max_len=64).strip().lower()
     password = text_field(form, "password", max_len=256)
