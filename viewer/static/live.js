@@ -16,6 +16,23 @@
   var MAX_LAG_S = 1.5; // further behind the live edge than this: jump forward
   var EDGE_MARGIN_S = 0.3; // where to land when jumping: a little buffer against stalls
   var decoder = new TextDecoder();
+  // Texts: the page's catalogue (viewer/locales, <script id="i18n">) when there is one.
+  var ENGLISH = {
+    "live.disconnected": "disconnected",
+    "live.ended": "stream ended: {reason}",
+    "live.jpeg_fallback": "{codec} cannot play here: one picture a second",
+    "live.show_main": "Main stream",
+    "live.show_sub": "Sub stream",
+  };
+  var catalogue = (function () {
+    var node = document.getElementById("i18n");
+    try { return node ? JSON.parse(node.textContent) : {}; } catch (err) { return {}; }
+  })();
+  function t(key, values) {
+    var text = catalogue[key] || ENGLISH[key] || key;
+    Object.keys(values || {}).forEach(function (k) { text = text.replace("{" + k + "}", values[k]); });
+    return text;
+  }
 
   function parse(buffer) {
     var view = new DataView(buffer);
@@ -62,9 +79,15 @@
     this.status = el("div", "live-status");
     this.rate = el("span", "live-rate");
     this.note = el("span", "live-note");
+    this.toggle = el("button", "live-stream-toggle");
+    this.toggle.type = "button";
+    var self = this;
+    this.toggle.addEventListener("click", function () { self.switchStream(); });
     this.status.appendChild(this.rate);
     this.status.appendChild(document.createTextNode(" "));
     this.status.appendChild(this.note);
+    this.status.appendChild(document.createTextNode(" "));
+    this.status.appendChild(this.toggle);
     container.appendChild(this.video);
     container.appendChild(this.image);
     container.appendChild(this.status);
@@ -75,7 +98,20 @@
     this._connect();
   }
 
+  // Main stream on request: the same player, reconnected to the other stream.
+  LivePlayer.prototype.switchStream = function () {
+    this.stream = this.stream === "main" ? "sub" : "main";
+    var old = this.ws;
+    this.ws = null;
+    if (old) old.close();
+    this.mediaSource = null;
+    this.sourceBuffer = null;
+    this.queue = [];
+    this._connect();
+  };
+
   LivePlayer.prototype._connect = function () {
+    this.toggle.textContent = t(this.stream === "main" ? "live.show_sub" : "live.show_main");
     var scheme = location.protocol === "https:" ? "wss:" : "ws:";
     var url = scheme + "//" + location.host + "/ws/live/" + encodeURIComponent(this.site) +
       "/" + encodeURIComponent(this.camera) + "?stream=" + encodeURIComponent(this.stream) +
@@ -83,9 +119,11 @@
     var ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     var self = this;
-    ws.onmessage = function (event) { self._onMessage(event.data); };
+    ws.onmessage = function (event) {
+      if (self.ws === ws) self._onMessage(event.data); // not a socket we already left
+    };
     ws.onclose = function () {
-      if (self.ws === ws && !self.closed) self._setNote("disconnected");
+      if (self.ws === ws && !self.closed) self._setNote(t("live.disconnected"));
     };
     this.ws = ws;
   };
@@ -98,7 +136,7 @@
     if (typeof data === "string") {
       var msg = JSON.parse(data);
       if (msg.type === "stats") this.stats.serverBytesPerS = msg.bytes_per_s;
-      if (msg.type === "end") this._setNote("stream ended: " + msg.reason);
+      if (msg.type === "end") this._setNote(t("live.ended", { reason: msg.reason }));
       if (msg.type === "error") this._setNote(msg.message);
       return;
     }
@@ -205,7 +243,7 @@
   };
 
   LivePlayer.prototype._fallBackToJpeg = function (codec) {
-    this._setNote(codec + " not playable here: JPEG every second");
+    this._setNote(t("live.jpeg_fallback", { codec: codec }));
     this.mode = "jpeg";
     var old = this.ws;
     this.ws = null;
