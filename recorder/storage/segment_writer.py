@@ -81,6 +81,7 @@ class SegmentWriter:
         self._max_jump_s = max_dts_jump_s
         self._clock = clock or SystemClock()
         self._info: StreamInfo | None = None
+        self._in_run = False
         self._where = "camera ?"
         self._out: av.container.OutputContainer | None = None
         self._first_segment = True
@@ -140,6 +141,7 @@ class SegmentWriter:
         if self._full:  # the time between runs is the ingest's gap, not ours
             self._full_since_wall = info.run_start_wall
         self._reset_run_state()
+        self._in_run = True
 
     def on_packet(self, packet: av.Packet) -> None:
         dts = packet.dts
@@ -199,8 +201,9 @@ class SegmentWriter:
         self._media_bytes += packet.size
 
     def on_run_end(self, reason: str) -> None:
-        if self._info is None:
+        if self._info is None or not self._in_run:
             return
+        self._in_run = False
         if self._out is not None:
             self._close_segment(self._end_dts())
         elif self._full and self._last_dts is not None:
