@@ -51,7 +51,7 @@ class Nuisance:
 @dataclass(frozen=True)
 class ClipSpec:
     name: str
-    duration_s: float = 12.0
+    duration_s: float = 14.0
     width: int = 640
     height: int = 360
     fps: int = 10
@@ -112,27 +112,28 @@ def standard_clips(nuisance_s: float = 20.0) -> tuple[ClipSpec, ...]:
     left_zone = Zone("road", ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)))
     right_zone = Zone("gate", ((0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0)))
     top_mask = ((0.0, 0.0), (1.0, 0.0), (1.0, 0.35), (0.0, 0.35))
+    # objects appear after 3 s: every detector (Dozor, motion) gets its start-up calibration
     return (
-        ClipSpec("person_walk", objects=(_walk(_PERSON, 60, 200, 60, 2.0, "person"),)),
+        ClipSpec("person_walk", objects=(_walk(_PERSON, 60, 200, 60, 3.0, "person"),)),
         ClipSpec("person_walk_light", seed=2,
-                 objects=(_walk(_PERSON, 200, 220, 50, 1.5, "person", from_right=True),)),
+                 objects=(_walk(_PERSON, 200, 220, 50, 3.0, "person", from_right=True),)),
         ClipSpec("person_run", seed=3, objects=(_walk(_PERSON, 50, 180, 160, 3.0, "person"),)),
         ClipSpec("person_far", seed=4,
-                 objects=(_walk(_FAR_PERSON, 85, 150, 30, 2.0, "person_far"),)),
+                 objects=(_walk(_FAR_PERSON, 85, 150, 30, 3.0, "person_far"),)),
         ClipSpec("person_far_slow", seed=5,
-                 objects=(_walk(_FAR_PERSON, 160, 160, 15, 1.0, "person_far", True),)),
+                 objects=(_walk(_FAR_PERSON, 160, 160, 15, 3.0, "person_far", True),)),
         ClipSpec("person_dim_night", seed=6, scene_luma=35, noise_std=4.0,
-                 objects=(_walk(_PERSON, 58, 200, 50, 2.0, "person_dim"),)),
+                 objects=(_walk(_PERSON, 58, 200, 50, 3.0, "person_dim"),)),
         ClipSpec("person_far_dim_night", seed=7, scene_luma=35, noise_std=4.0,
-                 objects=(_walk(_FAR_PERSON, 62, 170, 30, 2.0, "person_far_dim"),)),
-        ClipSpec("car", seed=8, objects=(_walk((130, 55), 40, 250, 220, 2.0, "car"),)),
-        ClipSpec("two_people", seed=9, duration_s=14.0,
-                 objects=(_walk(_PERSON, 60, 200, 90, 1.0, "person"),
-                          _walk(_PERSON, 190, 230, 90, 9.0, "person", True))),
+                 objects=(_walk(_FAR_PERSON, 62, 170, 30, 3.0, "person_far_dim"),)),
+        ClipSpec("car", seed=8, objects=(_walk((130, 55), 40, 250, 220, 3.0, "car"),)),
+        ClipSpec("two_people", seed=9, duration_s=16.0,
+                 objects=(_walk(_PERSON, 60, 200, 90, 3.0, "person"),
+                          _walk(_PERSON, 190, 230, 90, 11.0, "person", True))),
         ClipSpec("person_zones", seed=10, zones=(left_zone, right_zone),
-                 objects=(MovingObject(24, 60, 60, (-25.0, 200.0), (50.0, 0.0), 2.0, "person"),)),
+                 objects=(MovingObject(24, 60, 60, (-25.0, 200.0), (50.0, 0.0), 3.0, "person"),)),
         ClipSpec("person_in_mask", seed=11, masks=(top_mask,),
-                 objects=(MovingObject(24, 60, 60, (-25.0, 30.0), (80.0, 0.0), 1.0, "masked"),)),
+                 objects=(MovingObject(24, 60, 60, (-25.0, 30.0), (80.0, 0.0), 3.0, "masked"),)),
         ClipSpec("nuisance_noise", seed=12, duration_s=nuisance_s, noise_std=6.0),
         ClipSpec("nuisance_night_noise", seed=13, duration_s=nuisance_s, scene_luma=30,
                  noise_std=6.0),

@@ -70,9 +70,9 @@ class MotionDetector:
     _MAX_GAIN = 4.0  # a dark, flat scene is stretched at most this much (noise grows too)
     _LEVEL_JUMP = 0.2  # the scene's light level jumping this much between frames: a lamp
     _MIN_THRESHOLD = 6.0  # never below sensor noise after the blur
-    _SPREAD_CELLS = 20  # of 48: this many busy cells at once is a shake, not objects
-    _SPREAD_CELL_LEVEL = 5  # a cell is busy when about 2 % of its pixels changed (of 255)
-    _SHAKE_MAX_DENSITY = 0.25  # ... and busy cells that are this sparse are edges, not objects
+    _SHAKE_MIN_PX = 20  # fewer changed pixels than this cannot be a shake worth testing
+    _SHAKE_MAX_SHIFT_PX = 2  # at the working width: +-4 px at 640
+    _SHAKE_EXPLAINED = 0.3  # a shift leaving under 30 % of the change means the camera moved
 
     def __init__(
         self,
@@ -93,6 +93,7 @@ class MotionDetector:
         self._kernel = np.ones((3, 3), np.uint8)
         self.recalibrations = 0
         self.gain = 1.0
+        self._last_threshold = float(params.threshold)
         self._level = 1.0  # frame-to-background light level ratio of the previous frame
         self.last_resized = np.zeros((1, 1), np.uint8)  # downscaled luma, before normalising
 
@@ -118,7 +119,8 @@ class MotionDetector:
         level = min(max(mean_b / max(mean_f, 1.0), 0.5), 2.0)
         matched = cv2.convertScaleAbs(small, alpha=level) if abs(level - 1.0) > 0.01 else small
         diff = cv2.absdiff(matched, bg_u8)
-        _, thresh = cv2.threshold(diff, self._threshold(small), 255, cv2.THRESH_BINARY)
+        self._last_threshold = self._threshold(small)
+        _, thresh = cv2.threshold(diff, self._last_threshold, 255, cv2.THRESH_BINARY)
         if self._keep is not None:
             thresh = cv2.bitwise_and(thresh, self._keep)
         changed = cv2.countNonZero(thresh)
@@ -126,8 +128,8 @@ class MotionDetector:
         level_jump = abs(level / self._level - 1.0) > self._LEVEL_JUMP
         self._level = level
         global_change = level_jump or changed_fraction >= p.global_change_fraction
-        if not global_change and changed and not calibrating:
-            global_change = self._is_shake(thresh, changed)
+        if not global_change and changed >= self._SHAKE_MIN_PX and not calibrating:
+            global_change = self._is_shake(matched, bg_u8, changed)
         if global_change:
             self._start_calibration(small, t_s)
             self.recalibrations += 1
@@ -177,15 +179,27 @@ class MotionDetector:
         self.gain = gain
         return max(self.params.threshold / gain, self._MIN_THRESHOLD)
 
-    def _is_shake(self, thresh: np.ndarray, changed_px: int) -> bool:
-        """Camera shake lights up thin edges all over the frame: many of the 8x6 grid cells
-        are busy but sparsely filled. Objects, even a big one close by, fill their cells."""
-        cells = cv2.resize(thresh, (8, 6), interpolation=cv2.INTER_AREA)
-        busy = int(np.count_nonzero(cells > self._SPREAD_CELL_LEVEL))
-        if busy < self._SPREAD_CELLS:
-            return False
-        cell_px = thresh.size / 48
-        return changed_px / (busy * cell_px) < self._SHAKE_MAX_DENSITY
+    def _is_shake(self, frame: np.ndarray, bg: np.ndarray, changed_px: int) -> bool:
+        """True when shifting the frame by 1-2 px explains most of the change: the camera
+        moved (wind on the pole), nothing moved in the scene. A real object's difference
+        does not go away when the whole frame is shifted."""
+        thr = self._last_threshold
+        h, w = frame.shape
+        best = changed_px
+        m = self._SHAKE_MAX_SHIFT_PX
+        core_bg = bg[m : h - m, m : w - m]
+        keep = self._keep[m : h - m, m : w - m] if self._keep is not None else None
+        for dy in range(-m, m + 1):
+            for dx in range(-m, m + 1):
+                if dx == 0 and dy == 0:
+                    continue
+                shifted = frame[m + dy : h - m + dy, m + dx : w - m + dx]
+                diff = cv2.absdiff(shifted, core_bg)
+                _, th = cv2.threshold(diff, thr, 255, cv2.THRESH_BINARY)
+                if keep is not None:
+                    th = cv2.bitwise_and(th, keep)
+                best = min(best, cv2.countNonZero(th))
+        return best < changed_px * self._SHAKE_EXPLAINED
 
     def _start_calibration(self, small: np.ndarray, t_s: float) -> None:
         self._bg = small.astype(np.float32)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from fractions import Fraction
 
 import av
 
@@ -54,7 +53,7 @@ class MotionSink:
                                     clock=clock or SystemClock())
         self._on_detection = on_detection
         self._ctx: av.VideoCodecContext | None = None
-        self._tb = Fraction(1, 90000)
+        self._tb_s = 1 / 90000
         self._wall0 = 0.0
         self._pts0: int | None = None
         self._next_sample_s = 0.0
@@ -84,7 +83,7 @@ class MotionSink:
             self._ctx = None
             return
         self._ctx = ctx
-        self._tb = Fraction(info.time_base_num, info.time_base_den)
+        self._tb_s = info.time_base_num / info.time_base_den
         self._wall0 = info.run_start_wall
         self._pts0 = None
         self._next_sample_s = float("-inf")
@@ -133,7 +132,7 @@ class MotionSink:
         pts = frame.pts
         if pts is None or self._pts0 is None:
             return
-        media_s = float((pts - self._pts0) * self._tb)
+        media_s = (pts - self._pts0) * self._tb_s
         if self.cfg.decode == "fps":
             if media_s < self._next_sample_s:
                 return
