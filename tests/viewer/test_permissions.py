@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from viewer.accounts import Role
+from viewer.audit import Action
 from viewer.auth import ROLE_PERMISSIONS, Permission
 from viewer.desk import IncomingEvent
 
@@ -86,3 +89,51 @@ async def test_scope_hides_other_sites(start_viewer, browser_factory):
     assert [s["site"] for s in state["sites"]] == ["village"]
     assert (await b.get(f"/api/alerts/{theirs}/snapshot")).status == 403
     assert (await b.post(f"/api/alerts/{theirs}/ack", json={})).status == 403
+
+
+async def test_live_view_is_mounted_and_guarded(mosquitto, start_viewer, browser_factory,
+                                                tmp_path):
+    """With a police link, /ws/live is served; only live-permitted roles and scopes pass,
+    and every attempt is audited."""
+    import json
+
+    from police_link.errors import CommandError
+    from police_link.site_client import SiteLink
+    from police_link.viewer_client import ViewerLink
+    from recorder.live import LIVE_COMMAND_SCHEMAS
+
+    link = ViewerLink(mosquitto.settings("viewer"))
+    await link.start()
+    site = SiteLink("site-a", mosquitto.settings("site-a"), str(tmp_path / "outbox.db"),
+                    cameras=["gate"])
+
+    def refuse(request):
+        raise CommandError("busy", "no live view in this test")
+
+    site.on_command("live.start", refuse, LIVE_COMMAND_SCHEMAS["live.start"])
+    site.start()
+    try:
+        assert await link.wait_connected(10) and site.wait_connected(10)
+        viewer = await start_viewer(link=link)
+        viewer.add_user("tech", Role.TECHNICIAN, sites=["site-a"])
+        viewer.add_user("reader", Role.REVIEWER)
+        reader = browser_factory(viewer)
+        await reader.login("reader")
+        assert (await reader.get("/ws/live/site-a/gate")).status == 403
+        tech = browser_factory(viewer)
+        await tech.login("tech")
+        assert (await tech.get("/ws/live/site-b/gate")).status == 403  # not tech's site
+        async with tech.http.ws_connect(tech.url("/ws/live/site-a/gate")) as ws:
+            reply = json.loads((await ws.receive(timeout=10)).data)
+        assert reply["type"] == "error" and "busy" in reply["message"]
+        for _ in range(50):  # written right after the refusal is sent
+            entries = viewer.ctx.audit.query(username="tech", action=Action.LIVE_VIEW)
+            if entries:
+                break
+            await asyncio.sleep(0.05)
+        assert entries[0].site == "site-a" and "busy" in entries[0].outcome
+        denied = viewer.ctx.audit.query(username="tech", action=Action.PERMISSION_DENIED)
+        assert denied[0].site == "site-b"
+    finally:
+        site.stop()
+        await link.stop()
