@@ -23,6 +23,7 @@ from recorder.errors import IndexCorrupt, IndexDbError, UnknownRow
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CameraRow",
     "ClosedSegment",
     "EventRow",
     "GapRow",
@@ -61,6 +62,17 @@ class ClosedSegment:
     status: str = "complete"
     bytes: int = 0
     sha256: str = ""
+
+
+@dataclass(frozen=True)
+class CameraRow:
+    name: str
+    site: str
+    onvif_url: str | None
+    main_url: str | None
+    sub_url: str | None
+    clock_offset_s: float | None  # camera clock minus ours, when last measured
+    updated_at: float
 
 
 @dataclass(frozen=True)
@@ -390,8 +402,8 @@ class Index:
                 [name, site, onvif_url, main_url, sub_url, clock_offset_s, self._wall()],
             )
 
-    def cameras(self) -> list[dict[str, Any]]:
-        return self._query("SELECT * FROM cameras ORDER BY name")
+    def cameras(self) -> list[CameraRow]:
+        return [_row(CameraRow, r) for r in self._query("SELECT * FROM cameras ORDER BY name")]
 
     def start_run(self, camera: str, stream: str, start_wall: float) -> int:
         with self._tx() as db:

@@ -76,7 +76,7 @@ def test_upsert_camera_keeps_unspecified_fields(index):
     index.upsert_camera("cam1", site="s", main_url="rtsp://a/main", clock_offset_s=1.5)
     index.upsert_camera("cam1", site="s", sub_url="rtsp://a/sub")
     (cam,) = index.cameras()
-    assert (cam["main_url"], cam["sub_url"], cam["clock_offset_s"], cam["updated_at"]) == (
+    assert (cam.main_url, cam.sub_url, cam.clock_offset_s, cam.updated_at) == (
         "rtsp://a/main", "rtsp://a/sub", 1.5, 42.0)
 
 
