@@ -112,3 +112,9 @@ def test_scan_of_pyav_demux_comparison_is_faster(segment):
     t_demux = time.perf_counter() - t0
     print(f"scan {t_scan / 20 * 1e3:.2f} ms, demux {t_demux / 20 * 1e3:.2f} ms")
     assert t_scan < t_demux
+
+
+def test_repair_deletes_an_empty_file(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    assert fmp4.repair(empty) is None and not empty.exists()
