@@ -177,6 +177,15 @@ async def test_duty_officer_screen(
             board = await page.inner_text("#health-board")
             assert "site-b" in board and "саботаж" in board.lower()
             assert not errors, errors
+
+            # a click on a tile opens the live dialog with live.js's player mounted in it
+            await page.click(".tile[data-site=site-a][data-camera=gate]")
+            await page.wait_for_selector("#live-dialog[open] #live-player video",
+                                         state="attached")
+            assert await page.text_content("#live-title") == "site-a / gate"
+            await page.click("#live-close")
+            await page.wait_for_selector("#live-dialog:not([open])", state="attached")
+            assert await page.locator("#live-player *").count() == 0
             await browser.close()
     finally:
         if other.poll() is None:
