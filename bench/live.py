@@ -120,23 +120,18 @@ def allow_all(request: web.Request, site: str, camera: str) -> LiveAccess:
 
 
 @dataclass
-class LiveRig:
-    """Recorder (ingest + live sink + SiteLink) and viewer (ViewerLink + relay) on a broker."""
+class RecorderSide:
+    """The site end: StreamIngest -> LiveSink (LiveController) -> SiteLink, on a broker."""
 
     rtsp_url: str
     broker_port: int
     workdir: Path
     fragment_s: float = 0.0
-    ttl_s: int = 30
-    extra_routes: Callable[[web.Application], None] | None = None
     health: StreamHealth = field(init=False)
     controller: LiveController = field(init=False)
-    hub: LiveHub = field(init=False)
-    http_port: int = field(init=False)
-    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list, init=False)
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[LiveRig]:
+    async def running(self) -> AsyncIterator[RecorderSide]:
         broker = BrokerSettings(host="127.0.0.1", port=self.broker_port, tls=False,
                                 keepalive_s=10, client_id=f"site-{SITE}")
         site_link = SiteLink(SITE, broker, str(self.workdir / f"outbox-{os.getpid()}.db"),
@@ -151,14 +146,56 @@ class LiveRig:
             sinks=[self.controller.sink(CAMERA, "sub")], run_log=MemoryRunLog(),
             health=self.health, settings=IngestSettings(read_timeout_s=3.0),
         )
-        viewer_link = ViewerLink(
-            BrokerSettings(host="127.0.0.1", port=self.broker_port, tls=False, keepalive_s=10,
-                           client_id="viewer-bench"), sender="viewer1")
+        site_link.start()
+        ingest.start()
+        try:
+            if not await asyncio.to_thread(site_link.wait_connected, 10):
+                raise RuntimeError("the site link did not connect to mosquitto")
+            yield self
+        finally:
+            ingest.request_stop()
+            await asyncio.to_thread(ingest.join, 10)
+            await asyncio.to_thread(site_link.stop)
+
+
+def viewer_link(broker_port: int) -> ViewerLink:
+    return ViewerLink(BrokerSettings(host="127.0.0.1", port=broker_port, tls=False,
+                                     keepalive_s=10, client_id="viewer-bench"), sender="viewer1")
+
+
+@dataclass
+class LiveRig:
+    """RecorderSide plus the viewer end: ViewerLink -> LiveHub -> /ws/live on plain HTTP."""
+
+    rtsp_url: str
+    broker_port: int
+    workdir: Path
+    fragment_s: float = 0.0
+    ttl_s: int = 30
+    extra_routes: Callable[[web.Application], None] | None = None
+    recorder: RecorderSide = field(init=False)
+    hub: LiveHub = field(init=False)
+    http_port: int = field(init=False)
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list, init=False)
+
+    @property
+    def controller(self) -> LiveController:
+        return self.recorder.controller
+
+    @property
+    def health(self) -> StreamHealth:
+        return self.recorder.health
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[LiveRig]:
+        self.recorder = RecorderSide(self.rtsp_url, self.broker_port, self.workdir,
+                                     self.fragment_s)
+        link = viewer_link(self.broker_port)
 
         async def request(site: str, kind: str, args: dict[str, Any], timeout_s: float
                           ) -> dict[str, Any]:
             self.requests.append((kind, dict(args)))
-            return await viewer_link.request(site, kind, args, timeout_s=timeout_s)
+            return await link.request(site, kind, args, timeout_s=timeout_s)
 
         self.hub = LiveHub(request, ttl_s=self.ttl_s)
         app = web.Application()
@@ -166,36 +203,31 @@ class LiveRig:
         if self.extra_routes is not None:
             self.extra_routes(app)
         runner = web.AppRunner(app)
-        site_link.start()
-        await viewer_link.start()
-        ingest.start()
         pump: asyncio.Task[None] | None = None
-        try:
-            if not await viewer_link.wait_connected(10) or not await asyncio.to_thread(
-                site_link.wait_connected, 10
-            ):
-                raise RuntimeError("the links did not connect to mosquitto")
+        async with self.recorder.running():
+            await link.start()
+            try:
+                if not await link.wait_connected(10):
+                    raise RuntimeError("the viewer link did not connect to mosquitto")
 
-            async def route() -> None:
-                async for message in viewer_link.messages():
-                    self.hub.handle(message)
+                async def route() -> None:
+                    async for message in link.messages():
+                        self.hub.handle(message)
 
-            pump = asyncio.create_task(route())
-            await runner.setup()
-            self.http_port = free_port()
-            await web.TCPSite(runner, "127.0.0.1", self.http_port).start()
-            yield self
-        finally:
-            if pump is not None:
-                pump.cancel()
-            await runner.cleanup()
-            ingest.request_stop()
-            await asyncio.to_thread(ingest.join, 10)
-            await viewer_link.stop()
-            await asyncio.to_thread(site_link.stop)
+                pump = asyncio.create_task(route())
+                await runner.setup()
+                self.http_port = free_port()
+                await web.TCPSite(runner, "127.0.0.1", self.http_port).start()
+                yield self
+            finally:
+                if pump is not None:
+                    pump.cancel()
+                await runner.cleanup()
+                await link.stop()
 
     def ws_url(self, stream: str = "sub", mode: str = "mse") -> str:
-        return f"http://127.0.0.1:{self.http_port}/ws/live/{SITE}/{CAMERA}?stream={stream}&mode={mode}"
+        return (f"http://127.0.0.1:{self.http_port}/ws/live/{SITE}/{CAMERA}"
+                f"?stream={stream}&mode={mode}")
 
 
 @dataclass

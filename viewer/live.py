@@ -379,6 +379,7 @@ def setup_live_routes(app: web.Application, ctx: Any) -> LiveHub | None:
     Needs ctx.link (police_link.ViewerLink); without a broker there is no live view. The
     caller routes police_link.messages.LiveChunk deliveries to app[LIVE_HUB].handle.
     """
+    from viewer.app import same_origin
     from viewer.audit import Action
     from viewer.auth import Permission
     from viewer.web import client_address, require
@@ -394,6 +395,10 @@ def setup_live_routes(app: web.Application, ctx: Any) -> LiveHub | None:
 
     def authorize(req: web.Request, site: str, camera: str) -> LiveAccess:
         session = require(req, Permission.LIVE, site=site, camera=camera)
+        if not same_origin(req):  # a WebSocket is a GET: the CSRF middleware does not see it
+            raise web.HTTPForbidden(
+                text='{"error": "csrf", "message": "cross-site live view refused (Origin)"}',
+                content_type="application/json")
         return LiveAccess(session.user.username, client_address(req))
 
     def audit(access: LiveAccess, site: str, camera: str, detail: dict[str, Any]) -> None:

@@ -14,8 +14,18 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bench.live import CAMERA, LiveRig, start_gst_server, start_mosquitto
+from bench.live import (
+    CAMERA,
+    SITE,
+    LiveRig,
+    RecorderSide,
+    start_gst_server,
+    start_mosquitto,
+    viewer_link,
+)
 from recorder.live import ChunkKind, LivePayload, decode_payload
+from viewer.accounts import Role
+from viewer.audit import Action
 from viewer.live import LiveAccess, LiveHub, add_live_routes
 
 
@@ -188,3 +198,40 @@ async def test_endpoint_refuses_before_asking_the_site(
         assert text in await resp.text()
     assert calls == []
 
+
+
+# -- through the real viewer application (accounts, sessions, audit) ---------------------
+
+
+async def test_viewer_app_live_view_with_permissions_and_audit(
+    rtsp_url: str, broker_port: int, tmp_path: Path, start_viewer: Any, browser_factory: Any
+) -> None:
+    async with RecorderSide(rtsp_url, broker_port, tmp_path).running():
+        link = viewer_link(broker_port)
+        await link.start()
+        try:
+            assert await link.wait_connected(10)
+            viewer = await start_viewer(link=link)
+            viewer.add_user("officer", Role.DUTY_OFFICER)
+            viewer.add_user("reviewer", Role.REVIEWER)
+            viewer.add_user("elsewhere", Role.DUTY_OFFICER, cameras=[f"{SITE}/yard"])
+            path = f"/ws/live/{SITE}/{CAMERA}?stream=sub"
+            for name in ("reviewer", "elsewhere"):
+                refused = browser_factory(viewer)
+                await refused.login(name)
+                assert (await refused.get(path)).status == 403
+            officer = browser_factory(viewer)
+            await officer.login("officer")
+            foreign = await officer.get(path, headers={"Origin": "https://evil.example"})
+            assert foreign.status == 403
+            async with officer.http.ws_connect(officer.url(path)) as ws:
+                init = await next_binary(ws, 10)
+                first = await next_binary(ws)
+            assert init.kind is ChunkKind.INIT and first.keyframe
+            entries = viewer.ctx.audit.query(action=Action.LIVE_VIEW)
+            assert [(e.username, e.site, e.camera, e.detail["stream"]) for e in entries] == [
+                ("officer", SITE, CAMERA, "sub")]
+            denied = viewer.ctx.audit.query(action=Action.PERMISSION_DENIED)
+            assert {e.username for e in denied} == {"reviewer", "elsewhere"}
+        finally:
+            await link.stop()
