@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import re
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -130,6 +132,7 @@ class ViewerLink:
         self._connected: asyncio.Event | None = None
         self._client: mqtt.Client | None = None
         self.invalid_count = 0
+        self._invalid_logged: dict[str, tuple[float, int]] = {}  # site -> (time, suppressed)
         self.duplicate_count = 0
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -266,9 +269,22 @@ class ViewerLink:
             self._dispatch(parsed, bytes(msg.payload), bool(msg.retain), msg.properties)
         except ValidationError as err:
             self.invalid_count += 1
-            log.warning("viewer: invalid message on %s: %s", msg.topic, err)
+            self._log_invalid(msg.topic, err)
         except Exception:  # never kill paho's thread
             log.exception("viewer: failed to handle %s", msg.topic)
+
+    def _log_invalid(self, topic: str, err: ValidationError) -> None:
+        """At most one line a minute per site: a misbehaving site must not flood the log."""
+        levels, depth = topic.split("/"), len(self._topics.prefix.split("/"))
+        site = levels[depth] if len(levels) > depth else topic
+        now = time.monotonic()
+        last, suppressed = self._invalid_logged.get(site, (-math.inf, 0))
+        if now - last < 60.0:
+            self._invalid_logged[site] = (last, suppressed + 1)
+            return
+        self._invalid_logged[site] = (now, 0)
+        log.warning("viewer: site %s: invalid message on %s: %s (%d more suppressed)",
+                    site, topic, err, suppressed)
 
     def _dispatch(self, parsed: ParsedTopic, payload: bytes, retained: bool,
                   props: Any) -> None:
