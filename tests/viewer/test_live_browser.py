@@ -15,10 +15,21 @@ import av
 import pytest
 from aiohttp import web
 
-from bench.live import LiveRig, allow_all, start_gst_server, start_mosquitto
+from bench.live import (
+    CAMERA,
+    SITE,
+    LiveRig,
+    RecorderSide,
+    allow_all,
+    start_gst_server,
+    start_mosquitto,
+    viewer_link,
+)
 from recorder.live import LiveController
 from recorder.stream_types import StreamInfo
 from tests.recorder.test_live import make_clip
+from tests.viewer.conftest import TEST_PASSWORD
+from viewer.accounts import Role
 from viewer.live import LiveHub, add_live_routes
 
 pytestmark = pytest.mark.browser
@@ -63,7 +74,8 @@ async def browser_page() -> AsyncIterator[Any]:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield await browser.new_page()
+            context = await browser.new_context(ignore_https_errors=True)  # self-signed
+            yield await context.new_page()
         finally:
             await browser.close()
 
@@ -103,6 +115,41 @@ async def test_live_view_plays_in_chromium(
     latency = sorted(after["latency"])
     # bench.live measures the latency on a quiet machine; here only a sanity bound
     assert latency and latency[len(latency) // 2] < 1000, latency
+
+
+async def test_live_view_plays_on_the_viewer_wall_page(
+    gst_and_broker: tuple[str, int], browser_page: Any, tmp_path: Path, start_viewer: Any
+) -> None:
+    """The real application: HTTPS, login form, session cookie, its CSP, the wall's dialog."""
+    url, port = gst_and_broker
+    async with RecorderSide(url, port, tmp_path).running():
+        link = viewer_link(port)
+        await link.start()
+        try:
+            assert await link.wait_connected(10)
+            viewer = await start_viewer(link=link)
+            viewer.add_user("officer", Role.DUTY_OFFICER)
+            page = browser_page
+            await page.goto(viewer.url + "/login")
+            await page.fill("input[name=username]", "officer")
+            await page.fill("input[name=password]", TEST_PASSWORD)
+            await page.click("button[type=submit]")
+            await page.wait_for_url(viewer.url + "/")
+            await page.evaluate(
+                "([site, camera]) => { document.getElementById('live-dialog').showModal();"
+                " window.livePlayer = DozorLive.open(document.getElementById('live-player'),"
+                " {site: site, camera: camera}); }", [SITE, CAMERA])
+            await page.wait_for_function(
+                "() => { const v = document.querySelector('#live-player video');"
+                " return v && v.currentTime > 0.3; }", timeout=15000)
+            frames = "() => document.querySelector('#live-player video')" \
+                ".getVideoPlaybackQuality().totalVideoFrames"
+            before = await page.evaluate(frames)
+            await asyncio.sleep(2.0)
+            assert await page.evaluate(frames) > before + 10
+            await page.evaluate("() => window.livePlayer.close()")
+        finally:
+            await link.stop()
 
 
 class FileReplay(threading.Thread):
