@@ -71,22 +71,42 @@
   const soundButton = document.getElementById("sound-toggle");
   function showSound() {
     if (!soundButton) return;
-    soundButton.textContent = soundOn ? t("alerts.sound_on") : t("alerts.sound_off");
+    // Browsers keep audio suspended until the user has clicked on the page: say so, or
+    // the first alert of the shift would be silent.
+    const blocked = soundOn && (!audio || audio.state === "suspended");
+    soundButton.classList.toggle("blocked", blocked);
+    soundButton.textContent = blocked ? t("alerts.sound_blocked")
+      : (soundOn ? t("alerts.sound_on") : t("alerts.sound_off"));
     soundButton.setAttribute("aria-pressed", String(soundOn));
   }
-  if (soundButton) {
-    soundButton.addEventListener("click", () => {
-      soundOn = !soundOn;
-      localStorage.setItem("dozor.sound", soundOn ? "on" : "off");
-      showSound();
-    });
+  function unlockAudio() {
+    try {
+      audio = audio || new AudioContext();
+      if (audio.state === "suspended") audio.resume().then(showSound, showSound);
+    } catch (err) {
+      console.warn("dozor: no WebAudio", err);
+    }
     showSound();
   }
-  // Browsers start audio only after a gesture: unlock it on the first click anywhere.
-  document.addEventListener("click", () => {
-    audio = audio || new AudioContext();
-    if (audio.state === "suspended") audio.resume();
-  }, { once: true });
+  if (soundButton) {
+    soundButton.addEventListener("click", (ev) => {
+      const wasBlocked = soundButton.classList.contains("blocked");
+      ev.stopPropagation();
+      if (!wasBlocked) {
+        soundOn = !soundOn;
+        localStorage.setItem("dozor.sound", soundOn ? "on" : "off");
+      }
+      unlockAudio();
+    });
+  }
+  document.addEventListener("click", unlockAudio, { once: true });
+  try {
+    audio = new AudioContext();
+    if (audio.onstatechange !== undefined) audio.onstatechange = showSound;
+  } catch (err) {
+    audio = null;
+  }
+  showSound();
 
   // --- camera grid ------------------------------------------------------------------------
   function latestSnapshot(site, camera) {
