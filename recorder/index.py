@@ -350,6 +350,9 @@ class Index:
             raise IndexCorrupt(f"index {self.path}: not a Dozor index (tables without version)")
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with self._db.conn:
+                # sqlite3 does not open a transaction for DDL by itself: without this BEGIN
+                # a crash mid-upgrade would leave half a schema (invariant 10).
+                self._db.execute("BEGIN IMMEDIATE")
                 _UPGRADES[target - 1](self._db)
                 self._db.execute(f"PRAGMA user_version={target}")
             log.info("index %s: upgraded schema to version %d", self.path, target)

@@ -209,3 +209,18 @@ def test_threads_share_the_index(index):
     for t in threads:
         t.join()
     assert errors == [] and len(index.segments()) == 80
+
+
+def test_a_failed_upgrade_leaves_no_half_schema(tmp_path, monkeypatch):
+    import recorder.index as index_module
+
+    def broken(db):
+        db.table("cameras").create({"name": str}, pk="name")
+        raise sqlite3.OperationalError("power cut")
+
+    monkeypatch.setattr(index_module, "_UPGRADES", (broken,))
+    with pytest.raises(IndexCorrupt, match="power cut"):
+        Index(tmp_path / "i.sqlite3")
+    monkeypatch.undo()
+    with Index(tmp_path / "i.sqlite3") as idx:  # starts again from an empty file
+        assert idx.schema_version == SCHEMA_VERSION
