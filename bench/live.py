@@ -44,6 +44,13 @@ from recorder.live import LIVE_COMMAND_SCHEMAS, ChunkKind, LiveController, decod
 from viewer.live import LiveAccess, LiveHub, add_live_routes
 
 ROOT = Path(__file__).resolve().parent.parent
+STATIC_DIR = ROOT / "viewer" / "static"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>live</title></head><body>
+<div id="live" data-live-site="{site}" data-live-camera="{camera}" data-live-stream="sub"></div>
+<script src="/static/live.js"></script></body></html>"""
 GST_SERVER = ROOT / "tests" / "fixtures" / "gst_rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 SITE = "bench"
@@ -117,6 +124,44 @@ class MemoryRunLog:
 
 def allow_all(request: web.Request, site: str, camera: str) -> LiveAccess:
     return LiveAccess("bench", request.remote or "-")
+
+
+def page_routes(site: str = SITE, camera: str = CAMERA) -> Callable[[web.Application], None]:
+    """/live-test: a page with one player (viewer/static/live.js) watching site/camera."""
+
+    def add(app: web.Application) -> None:
+        async def page(request: web.Request) -> web.Response:
+            return web.Response(text=PAGE.format(site=site, camera=camera),
+                                content_type="text/html")
+
+        app.router.add_get("/live-test", page)
+        app.router.add_static("/static", STATIC_DIR)
+
+    return add
+
+
+async def watch_in_chromium(http_port: int, seconds: float) -> list[float]:
+    """Latencies (ms) the player itself measured on arrival in the page."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{http_port}/live-test")
+            await asyncio.sleep(STARTUP_BURST_S + 1.0)
+            skip = await page.evaluate("() => document.querySelector('#live')"
+                                       ".dozorLive.stats.latencyMs.length")
+            await asyncio.sleep(seconds)
+            latencies: list[float] = await page.evaluate(
+                "() => document.querySelector('#live').dozorLive.stats.latencyMs")
+            frames = await page.evaluate("() => document.querySelector('#live video')"
+                                         ".getVideoPlaybackQuality().totalVideoFrames")
+        finally:
+            await browser.close()
+    if frames == 0:
+        raise RuntimeError("Chromium decoded no frame")
+    return latencies[skip:]
 
 
 @dataclass
@@ -298,14 +343,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def measure_mode(url: str, port: int, workdir: Path, fragment_s: float, seconds: float,
-                       views: int) -> dict[str, Any]:
-    rig = LiveRig(url, port, workdir, fragment_s=fragment_s)
+                       views: int, browser: bool = False) -> dict[str, Any]:
+    rig = LiveRig(url, port, workdir, fragment_s=fragment_s,
+                  extra_routes=page_routes() if browser else None)
+    browser_latencies: list[float] = []
     async with rig.running():
         await asyncio.sleep(1.0)  # the ingest connects and runs
         bytes0, t0 = rig.health.bytes_received, time.monotonic()
         cpu0 = time.process_time()
         figures = [ViewFigures() for _ in range(views)]
         await asyncio.gather(*(watch(rig.ws_url(), seconds, f) for f in figures))
+        if browser:
+            browser_latencies = await watch_in_chromium(rig.http_port, seconds)
         elapsed = time.monotonic() - t0
         stream_bytes = rig.health.bytes_received - bytes0
         cpu_s = time.process_time() - cpu0
@@ -329,6 +378,9 @@ async def measure_mode(url: str, port: int, workdir: Path, fragment_s: float, se
         "overhead_pct": round((media_bytes / sample_bytes - 1) * 100, 2)
         if sample_bytes else math.nan,
         "process_cpu_pct": round(cpu_s / elapsed * 100, 1),
+        **({"chromium_latency_p50_ms": round(percentile(browser_latencies, 50), 1),
+            "chromium_latency_p95_ms": round(percentile(browser_latencies, 95), 1)}
+           if browser else {}),
     }
 
 
@@ -345,13 +397,16 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             for mode in modes:
                 fragment_s = MODES[mode] if mode in MODES else float(mode)
                 results[mode] = await measure_mode(url, port, Path(tmp), fragment_s,
-                                                   args.seconds, args.views)
+                                                   args.seconds, args.views, args.browser)
                 r = results[mode]
                 print(f"mode {mode:>5}: latency p50 {r['latency_p50_ms']} ms, p95 "
                       f"{r['latency_p95_ms']} ms, max {r['latency_max_ms']} ms; view "
                       f"{r['view_kbit_s']} kbit/s vs stream {r['stream_kbit_s']} kbit/s "
                       f"(overhead {r['overhead_pct']} %); {r['fragments_per_view']:.0f} "
                       f"fragments per view; process CPU {r['process_cpu_pct']} %")
+                if args.browser:
+                    print(f"            in Chromium: p50 {r['chromium_latency_p50_ms']} ms, "
+                          f"p95 {r['chromium_latency_p95_ms']} ms")
         finally:
             for proc in (gst, broker):
                 proc.kill()
@@ -374,6 +429,8 @@ def main() -> None:
                         help="fragmenting: frame, gop, or a duration in seconds")
     parser.add_argument("--bitrate-kbit", type=int, default=512, help="the camera's sub stream")
     parser.add_argument("--pattern", default="snow", help="videotestsrc pattern (ball: quiet)")
+    parser.add_argument("--browser", action="store_true",
+                        help="also measure in headless Chromium (Debian chromium, Playwright)")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(amain(args))))
 

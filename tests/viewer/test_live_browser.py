@@ -17,10 +17,13 @@ from aiohttp import web
 
 from bench.live import (
     CAMERA,
+    CHROMIUM,
+    CHROMIUM_ARGS,
     SITE,
     LiveRig,
     RecorderSide,
     allow_all,
+    page_routes,
     start_gst_server,
     start_mosquitto,
     viewer_link,
@@ -34,15 +37,6 @@ from viewer.live import LiveHub, add_live_routes
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-STATIC_DIR = Path(__file__).resolve().parents[2] / "viewer" / "static"
-
-PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>live</title></head><body>
-<div id="live" data-live-site="{site}" data-live-camera="{camera}" data-live-stream="sub"></div>
-<script src="/static/live.js"></script></body></html>"""
-
 PLAYBACK = """() => {
   const v = document.querySelector('#live video');
   const player = document.querySelector('#live').dozorLive;
@@ -51,18 +45,6 @@ PLAYBACK = """() => {
           note: document.querySelector('.live-note').textContent,
           jpegs: player.stats.jpegs, latency: player.stats.latencyMs.slice(-30)};
 }"""
-
-
-def page_routes(site: str, camera: str) -> Any:
-    def add(app: web.Application) -> None:
-        async def page(request: web.Request) -> web.Response:
-            return web.Response(text=PAGE.format(site=site, camera=camera),
-                                content_type="text/html")
-
-        app.router.add_get("/live-test", page)
-        app.router.add_static("/static", STATIC_DIR)
-
-    return add
 
 
 @pytest.fixture
