@@ -172,3 +172,32 @@ def test_flusher_retries_a_row_the_full_index_disk_refused(small_disk, clips, op
     finally:
         flusher.stop()
         index.close()
+
+
+def test_run_ending_while_full_records_the_gap_up_to_its_end(small_disk, clips, open_clip,
+                                                             tmp_path):
+    clip = clips(seconds=8, noise=True)
+    index = Index(tmp_path / "index.sqlite3")
+    flusher = Flusher(small_disk, index, flush_interval_s=0.5, site="test")
+    flusher.start()
+    guard = DiskGuard(small_disk, stop_below_free_bytes=2 * MIB,
+                      resume_above_free_bytes=4 * MIB, check_interval_s=0, site="test")
+    fill(small_disk, leave_bytes=int(3.5 * MIB))
+    writer = SegmentWriter(small_disk, flusher, disk_guard=guard)
+    src = open_clip(clip)
+    try:
+        writer.on_run_start(src.info())
+        fed = 0
+        for p in src.packets():
+            writer.on_packet(p)
+            fed += 1
+        assert writer.storage_full
+        writer.on_run_end("eof")
+        assert flusher.wait_idle(30)
+        (seg,) = index.segments()
+        (gap,) = index.gaps(reason="disk_full")
+        assert gap.start_wall == pytest.approx(seg.end_wall, abs=1e-3)
+        assert gap.end_wall == pytest.approx(1_700_000_000.0 + fed / 15, abs=1e-3)
+    finally:
+        flusher.stop()
+        index.close()
