@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 import av
+import cv2
 
 from recorder.clock import Clock, SystemClock
 from recorder.motion.config import MotionConfig
@@ -40,6 +41,9 @@ class MotionSink:
         on_detection: Callable[[Detection], None] | None = None,
     ) -> None:
         cfg.validate()
+        # OpenCV's thread pool costs more than it saves on 320 px images, and would spread a
+        # camera's work over threads the ingest design does not account for
+        cv2.setNumThreads(1)
         self.camera = camera
         self.cfg = cfg
         self._site = ""
