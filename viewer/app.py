@@ -188,6 +188,7 @@ def create_app(ctx: ViewerContext) -> web.Application:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await ctx.desk.close()
         await ctx.health.stop()
         await ctx.broadcaster.close_all()
 

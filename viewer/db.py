@@ -247,6 +247,28 @@ class ViewerDB:
         with _converted("store acknowledgement"):
             return _pk(self._t("acknowledgements").insert(row))
 
+    def pending_acks(self, site: str) -> list[Row]:
+        """Acknowledgements of `site` not yet confirmed, oldest first, with their alert."""
+        with _converted("read pending acknowledgements"):
+            cursor = self.db.execute(
+                "SELECT alerts.*, acknowledgements.id AS ack_id, "
+                "acknowledgements.username AS ack_username, "
+                "acknowledgements.comment AS ack_comment_text "
+                "FROM acknowledgements JOIN alerts ON alerts.id = acknowledgements.alert_id "
+                "WHERE alerts.site = ? AND acknowledgements.delivered = 0 "
+                "AND alerts.ack_delivered = 0 ORDER BY acknowledgements.id",
+                [site],
+            )
+            columns = [c[0] for c in cursor.description]
+            return [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
+
+    def mark_acks_delivered(self, alert_id: int) -> None:
+        with _converted("confirm acknowledgements"):
+            self.db.execute(
+                "UPDATE acknowledgements SET delivered = 1, error = NULL WHERE alert_id = ?",
+                [alert_id],
+            )
+
     def update_ack(self, ack_id: int, fields: Row) -> None:
         with _converted("update acknowledgement"):
             self._t("acknowledgements").update(ack_id, fields)

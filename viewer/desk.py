@@ -3,6 +3,8 @@ permitted browser; acknowledgements are stored, sent to the site and shown to al
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -69,7 +71,9 @@ class AlertDesk:
         self._audit = audit
         self._clock = clock
         self._link = link
-        self._ack_timeout_s = ack_timeout_s
+        self.ack_timeout_s = ack_timeout_s
+        self._resending: set[str] = set()  # sites whose pending acks are being resent
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def set_link(self, link: Any | None) -> None:
         self._link = link
@@ -114,6 +118,7 @@ class AlertDesk:
         row = self._db.alert_by_event(site, event_id)
         if row is None:
             return
+        self._db.mark_acks_delivered(row["id"])
         if row["acked_at"] is None or not row["ack_delivered"]:
             self._db.update_alert(
                 row["id"],
@@ -180,7 +185,7 @@ class AlertDesk:
         self._audit.record(Action.ACKNOWLEDGE, username=user.username, address=address,
                            site=site, camera=camera, alert_id=alert_id,
                            event_id=row["event_id"], comment=comment)
-        error = await self._send_ack(row, user, comment)
+        error = await self._send_ack(row, user.username, comment)
         self._db.update_ack(ack_id, {"delivered": int(error is None), "error": error})
         if error is None:
             self._db.update_alert(alert_id, {"ack_delivered": 1})
@@ -194,13 +199,13 @@ class AlertDesk:
         view["ack_error"] = error
         return view
 
-    async def _send_ack(self, row: Row, user: User, comment: str) -> str | None:
+    async def _send_ack(self, row: Row, username: str, comment: str) -> str | None:
         if self._link is None:
             return "no broker configured"
         payload = {"event_id": row["event_id"], "camera": row["camera"],
-                   "user": user.username, "comment": comment}
+                   "user": username, "comment": comment}
         try:
-            await self._link.request(row["site"], "ack", payload, timeout_s=self._ack_timeout_s)
+            await self._link.request(row["site"], "ack", payload, timeout_s=self.ack_timeout_s)
         except RequestTimeout:
             return "site did not answer"
         except RequestFailed as err:
@@ -208,3 +213,34 @@ class AlertDesk:
         except PoliceLinkError as err:
             return f"link error: {err}"
         return None
+
+    def schedule_resend(self, site: str) -> None:
+        """The site is back: send the acknowledgements it has not confirmed (in order)."""
+        if site in self._resending or self._link is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._resend(site))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resend(self, site: str) -> None:
+        self._resending.add(site)
+        try:
+            for row in self._db.pending_acks(site):
+                error = await self._send_ack(row, row["ack_username"], row["ack_comment_text"])
+                if error is not None:
+                    log.warning("viewer: site %s camera %s alert %s: acknowledgement still "
+                                "not delivered: %s", site, row["camera"], row["id"], error)
+                    return
+                log.info("viewer: site %s camera %s alert %s: acknowledgement delivered late",
+                         site, row["camera"], row["id"])
+                self._db.update_ack(row["ack_id"], {"delivered": 1, "error": None})
+                self._db.update_alert(row["id"], {"ack_delivered": 1})
+                self._publish(row["id"], new=False)
+        finally:
+            self._resending.discard(site)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

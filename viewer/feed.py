@@ -38,6 +38,8 @@ class Feed:
         match message:
             case SiteStatus(site=site, online=online):
                 self._health.set_site_online(site, online)
+                if online:
+                    self._desk.schedule_resend(site)
             case EventMessage():
                 self._health.site_seen(message.site)
                 self._desk.on_event(

@@ -49,3 +49,56 @@ async def test_ack_from_another_viewer_is_shown(start_viewer):
     row = viewer.ctx.db.alert_by_event("village", "e3")
     assert (row["acked_by"], row["ack_comment"], row["ack_delivered"]) == (
         "night-officer", "checked", 1)
+
+
+async def test_ack_not_delivered_is_resent_when_the_site_returns(
+    mosquitto, start_viewer, browser_factory, tmp_path
+):
+    import asyncio
+    import threading
+
+    from police_link.site_client import SiteLink
+    from police_link.viewer_client import ViewerLink
+
+    link = ViewerLink(mosquitto.settings("viewer"))
+    await link.start()
+    try:
+        assert await link.wait_connected(10)
+        viewer = await start_viewer(link=link)
+        viewer.ctx.desk.ack_timeout_s = 0.5
+        viewer.add_user("officer", Role.DUTY_OFFICER)
+        viewer.ctx.feed.handle(EventMessage(site="site-a", camera="gate", event_id="e7",
+                                            type="new", start_unix_s=10.0))
+        alert_id = viewer.ctx.db.alert_by_event("site-a", "e7")["id"]
+        b = browser_factory(viewer)
+        await b.login("officer")
+        body = await (await b.post(f"/api/alerts/{alert_id}/ack",
+                                   json={"comment": "on my way"})).json()
+        assert body["alert"]["ack_delivered"] is False
+        assert body["alert"]["ack_error"] == "site did not answer"
+
+        received: list[dict] = []
+        got = threading.Event()
+
+        def on_ack(request):
+            received.append(dict(request.args))
+            got.set()
+            return {}
+
+        site = SiteLink("site-a", mosquitto.settings("site-a"), str(tmp_path / "o.db"),
+                        cameras=["gate"])
+        site.on_command("ack", on_ack)
+        site.start()
+        try:
+            assert await asyncio.to_thread(got.wait, 10)
+            assert received[0]["comment"] == "on my way" and received[0]["user"] == "officer"
+            for _ in range(50):
+                if viewer.ctx.db.alert(alert_id)["ack_delivered"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert viewer.ctx.db.alert(alert_id)["ack_delivered"] == 1
+            assert viewer.ctx.db.pending_acks("site-a") == []
+        finally:
+            site.stop()
+    finally:
+        await link.stop()
