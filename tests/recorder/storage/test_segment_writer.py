@@ -208,3 +208,37 @@ def test_an_existing_file_is_never_overwritten(clips, open_clip, storage_root, i
     assert a.path != b.path and a.path.endswith("-r7-00001.mp4")
     assert b.path.endswith("-r7-00002.mp4")
     check_index_matches_files(storage_root, index)
+
+
+def test_writers_on_many_threads_share_one_flusher_and_guard(clips, open_clip, storage_root,
+                                                             index, flusher):
+    import threading
+
+    from recorder.storage.disk import DiskGuard
+
+    guard = DiskGuard(storage_root, stop_below_free_bytes=0, resume_above_free_bytes=0)
+    clip = clips(seconds=4)
+    sources = [open_clip(clip) for _ in range(6)]
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            w = SegmentWriter(storage_root, flusher, disk_guard=guard, target_duration_s=1.0,
+                              first_segment_duration_s=0.5 + k / 6)
+            record(sources[k], w, camera=f"cam{k}", stream="main" if k % 2 else "sub")
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and flusher.wait_idle(60)
+    for k in range(6):
+        segs = index.segments(camera=f"cam{k}")
+        assert sum(s.frames for s in segs) == clip.frames
+        assert sum(s.duration_90k for s in segs) == clip.seconds * 90000
+    assert flusher.stats().errors == 0
+    for s in index.segments():  # (playability is checked by the tests above)
+        assert (s.bytes, s.sha256) == hash_file(storage_root / s.path)
