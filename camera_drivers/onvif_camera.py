@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import math
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -52,6 +53,22 @@ RECORDABLE_ENCODINGS = ("H264", "H265")
 _PULLPOINT_NS = "http://www.onvif.org/ver10/events/wsdl/PullPointSubscription"
 _AUTH_SUBCODES = frozenset({"NotAuthorized", "FailedAuthentication", "InvalidSecurity"})
 _ENCODING_ALIASES = {"H.264": "H264", "AVC": "H264", "H.265": "H265", "HEVC": "H265"}
+
+
+_WSDL_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _wsdl_lock() -> asyncio.Lock:
+    """Serializes service creation: onvif-zeep-async caches a parsed WSDL only after
+    parsing it, so 32 cameras connecting at once would parse it 32 times (8 s of CPU
+    measured here); one at a time, the first parses and the rest hit the cache."""
+    loop = asyncio.get_running_loop()
+    lock = _WSDL_LOCKS.get(loop)
+    if lock is None:
+        lock = _WSDL_LOCKS[loop] = asyncio.Lock()
+    return lock
 
 
 def parse_device_url(url: str) -> tuple[str, int]:
@@ -160,7 +177,8 @@ class OnvifCamera:
         )
         try:
             # Loads the WSDL from disk (slow the first time): outside the network timeout.
-            await self._device.create_devicemgmt_service()
+            async with _wsdl_lock():
+                await self._device.create_devicemgmt_service()
             await self._call("connect", self._device.update_xaddrs())
         except (AttributeError, TypeError, KeyError, IndexError) as err:
             # zeep trips over answers that are not XML at all (a plain "Not Found" body
@@ -256,7 +274,8 @@ class OnvifCamera:
         """A service client; WSDL loading is local work, kept outside the timeout."""
         device = self._require()
         try:
-            return await device.create_onvif_service(name)
+            async with _wsdl_lock():
+                return await device.create_onvif_service(name)
         except ONVIFError as err:
             raise CameraCommandError(
                 f"camera {self.name}: no {name} service ({err})"
@@ -488,7 +507,8 @@ class OnvifCamera:
 
     async def _require_service(self, creating: Awaitable[ONVIFService]) -> ONVIFService:
         try:
-            return await creating
+            async with _wsdl_lock():
+                return await creating
         except ONVIFError as err:
             raise CameraCommandError(f"camera {self.name}: {err}") from err
 
