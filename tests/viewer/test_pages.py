@@ -144,6 +144,12 @@ async def test_duty_officer_screen(
             await page.wait_for_selector(".alert img.snap", timeout=2000)
             item = await page.inner_text(".alert[data-camera=gate]")
             assert "door, road" in item and "site-a" in item
+            assert await page.text_content("#open-count") == "1"
+            assert (await page.title()).startswith("(1) ")
+            await page.click(".alert[data-camera=gate] img.snap")
+            await page.wait_for_function(
+                "document.getElementById('snapshot-large').naturalWidth === 320")
+            await page.click("#snapshot-close")
             assert await page.get_attribute("body", "data-last-beep") is not None
 
             # acknowledge with a comment: the site's handler receives it
@@ -154,6 +160,7 @@ async def test_duty_officer_screen(
             assert acks[0]["user"] == "officer" and acks[0]["comment"] == "patrol sent"
             await page.wait_for_selector(".alert[data-camera=gate] .ack.confirmed",
                                          timeout=5000)
+            assert await page.is_hidden("#open-count")
             # the other officer sees it acknowledged
             colleague = browser_factory(viewer)
             await colleague.login("colleague")

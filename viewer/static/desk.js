@@ -210,15 +210,43 @@
       : (PERMS.has("acknowledge") ? ackForm(a) : null);
     return el("li", { class: "alert" + (acked ? " acked" : " open"), "data-id": a.id,
                       "data-site": a.site, "data-camera": a.camera },
-      a.has_snapshot
-        ? el("img", { class: "snap", src: "/api/alerts/" + a.id + "/snapshot", alt: t("alerts.snapshot") })
-        : el("span", { class: "snap noimg" }),
+      a.has_snapshot ? snapshotThumb(a) : el("span", { class: "snap noimg" }),
       el("div", { class: "body" },
         el("p", { class: "where" }, el("strong", { text: a.site }), " / " + a.camera),
         el("p", { class: "when" }, clock(a.started_at) + " · " +
           (a.ended_at ? t("alerts.ended") : t("alerts.ongoing"))),
         a.zones.length ? el("p", { class: "zones", text: t("alerts.zones") + ": " + a.zones.join(", ") }) : null,
         ackLine));
+  }
+
+  const snapDialog = document.getElementById("snapshot-dialog");
+  function snapshotThumb(a) {
+    const img = el("img", { class: "snap", src: "/api/alerts/" + a.id + "/snapshot",
+                            alt: t("alerts.snapshot"), title: t("alerts.snapshot") });
+    if (snapDialog) {
+      img.addEventListener("click", () => {
+        document.getElementById("snapshot-title").textContent =
+          a.site + " / " + a.camera + " · " + clock(a.started_at);
+        document.getElementById("snapshot-large").src = img.src;
+        snapDialog.showModal();
+      });
+    }
+    return img;
+  }
+  if (snapDialog) {
+    document.getElementById("snapshot-close").addEventListener("click", () => snapDialog.close());
+  }
+
+  const baseTitle = document.title;
+  function showOpenCount() {
+    let open = 0;
+    for (const a of state.alerts.values()) if (a.acked_at === null || a.acked_at === undefined) open++;
+    const badge = document.getElementById("open-count");
+    if (badge) {
+      badge.hidden = open === 0;
+      badge.textContent = String(open);
+    }
+    document.title = (open ? "(" + open + ") " : "") + baseTitle;
   }
 
   function renderAlerts() {
@@ -238,6 +266,7 @@
     });
     if (!items.length) feed.replaceChildren(el("li", { class: "empty", text: t("alerts.none") }));
     else feed.replaceChildren(...items);
+    showOpenCount();
   }
 
   function upsertAlert(a, isNew) {
