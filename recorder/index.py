@@ -527,12 +527,29 @@ class Index:
         rows = self._query("SELECT * FROM segments WHERE path = ?", [path])
         return _segment_row(rows[0]) if rows else None
 
-    def segment_paths(self) -> set[str]:
-        return {r["path"] for r in self._query("SELECT path FROM segments")}
+    def segment_paths_in(self, directory: str) -> dict[str, tuple[int, str]]:
+        """path -> (id, status) of the segments directly in `directory` (relative, no
+        trailing slash): a range search on the unique path index."""
+        low = directory.rstrip("/") + "/"
+        high = low[:-1] + chr(ord("/") + 1)
+        rows = self._query(
+            "SELECT id, path, status FROM segments WHERE path >= ? AND path < ?", [low, high]
+        )
+        return {
+            r["path"]: (r["id"], r["status"])
+            for r in rows
+            if "/" not in r["path"][len(low):]
+        }
 
-    def present_segments(self) -> list[tuple[int, str]]:
-        """(id, path) of every segment not marked missing."""
-        rows = self._query("SELECT id, path FROM segments WHERE status != 'missing'")
+    def present_segments(
+        self, *, after_id: int = 0, limit: int = 5000
+    ) -> list[tuple[int, str]]:
+        """(id, path) of segments not marked missing, by id after `after_id` (a page)."""
+        rows = self._query(
+            "SELECT id, path FROM segments WHERE status != 'missing' AND id > ?"
+            " ORDER BY id LIMIT ?",
+            [after_id, limit],
+        )
         return [(r["id"], r["path"]) for r in rows]
 
     def segment_cameras(self) -> list[str]:

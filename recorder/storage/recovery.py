@@ -38,16 +38,17 @@ def recover(root: str | Path, index: Index, *, site: str = "") -> RecoveryReport
     garbage = [p for p, _reason in index.garbage()]
     unlink_garbage(root, index, garbage, site=site)
 
-    indexed = index.segment_paths()
-    on_disk: set[str] = set()
-    recovered = truncated = deleted = unknown = 0
+    # One directory at a time, so memory stays small however many segments there are.
+    dirs_seen: set[str] = set()
+    recovered = truncated = deleted = unknown = missing = 0
     for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if not name.endswith(".mp4"):
-                continue
-            rel = Path(dirpath, name).relative_to(root).as_posix()
-            on_disk.add(rel)
-            if rel in indexed:
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        dirs_seen.add(rel_dir)
+        rows = index.segment_paths_in(rel_dir) if rel_dir != "." else {}
+        names = set(files)
+        for name in sorted(names):
+            rel = f"{rel_dir}/{name}" if rel_dir != "." else name
+            if not name.endswith(".mp4") or rel in rows:
                 continue
             outcome = _recover_orphan(root, index, rel, site)
             if outcome is None:
@@ -57,13 +58,16 @@ def recover(root: str | Path, index: Index, *, site: str = "") -> RecoveryReport
             else:
                 recovered += 1
                 truncated += outcome == "truncated"
-
-    missing = 0
-    for seg_id, rel in index.present_segments():
-        if rel not in on_disk:
-            index.mark_missing(seg_id)
-            missing += 1
-            log.error("site %s: segment %s is in the index but its file is gone", site, rel)
+        for rel, (seg_id, status) in rows.items():
+            if status != "missing" and rel.rpartition("/")[2] not in names:
+                missing += _mark_missing(index, seg_id, rel, site)
+    # Rows whose whole directory is gone.
+    after_id = 0
+    while page := index.present_segments(after_id=after_id):
+        after_id = page[-1][0]
+        for seg_id, rel in page:
+            if rel.rpartition("/")[0] not in dirs_seen:
+                missing += _mark_missing(index, seg_id, rel, site)
 
     runs_closed = index.close_open_runs("crash")
     report = RecoveryReport(
@@ -71,6 +75,12 @@ def recover(root: str | Path, index: Index, *, site: str = "") -> RecoveryReport
     )
     log.info("site %s: start-up recovery: %s", site, report)
     return report
+
+
+def _mark_missing(index: Index, seg_id: int, rel: str, site: str) -> int:
+    index.mark_missing(seg_id)
+    log.error("site %s: segment %s is in the index but its file is gone", site, rel)
+    return 1
 
 
 def _recover_orphan(root: Path, index: Index, rel: str, site: str) -> str | None:

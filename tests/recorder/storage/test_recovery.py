@@ -135,3 +135,34 @@ def test_unreadable_orphan_is_deleted(storage_root, index):
     path.write_bytes(b"\x00\x00\x00\x10moofxxxxxxxx\x00\x00\x00\x08mdat")
     report = recover(storage_root, index, site="test")
     assert report.deleted == 1 and not path.exists() and index.segments() == []
+
+
+def test_rows_of_a_removed_directory_are_marked_missing(clips, open_clip, storage_root, index,
+                                                        flusher):
+    import shutil
+
+    src = open_clip(clips(seconds=4))
+    writer = SegmentWriter(storage_root, flusher, target_duration_s=2.0)
+    writer.on_run_start(src.info())
+    for p in src.packets():
+        writer.on_packet(p)
+    writer.close()
+    assert flusher.wait_idle(30)
+    shutil.rmtree(storage_root / "cam1")  # someone removed a camera's footage by hand
+    report = recover(storage_root, index, site="test")
+    assert report.missing == 2
+    assert {s.status for s in index.segments()} == {"missing"}
+    assert recover(storage_root, index, site="test").missing == 0  # marked once
+
+
+def test_segment_paths_in_a_directory(index):
+    from recorder.index import ClosedSegment
+
+    for rel in ["cam/main/d1/a.mp4", "cam/main/d1/b.mp4", "cam/main/d10/c.mp4",
+                "cam-1/main/d1/e.mp4"]:
+        index.insert_segment(ClosedSegment(
+            camera="cam", stream="main", run_id=1, path=rel, start_wall=0.0, end_wall=1.0,
+            duration_90k=90000, frames=1, keyframes=1, media_bytes=1, codec="h264", width=1,
+            height=1, bytes=1, sha256="00"))
+    assert sorted(index.segment_paths_in("cam/main/d1")) == [
+        "cam/main/d1/a.mp4", "cam/main/d1/b.mp4"]
