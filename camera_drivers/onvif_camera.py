@@ -146,6 +146,7 @@ class OnvifCamera:
         self._profiles: list[StreamProfile] | None = None
         self._subscription: ONVIFService | None = None
         self._parser = EventParser(self.name)
+        self._spoke_onvif = False  # set once the camera answered ONVIF SOAP
 
     @property
     def onvif_url(self) -> str:
@@ -180,6 +181,7 @@ class OnvifCamera:
             async with _wsdl_lock():
                 await self._device.create_devicemgmt_service()
             await self._call("connect", self._device.update_xaddrs())
+            self._spoke_onvif = True
         except (AttributeError, TypeError, KeyError, IndexError) as err:
             # zeep trips over answers that are not XML at all (a plain "Not Found" body
             # parses to nothing): at this first exchange that means "not ONVIF".
@@ -244,6 +246,8 @@ class OnvifCamera:
                 return CameraAuthError(
                     f"{where}: user name or password rejected (HTTP {err.status_code})"
                 )
+            if self._spoke_onvif:  # e.g. HTTP 500 from a camera we already talked to
+                return CameraCommandError(f"{where}: HTTP {err.status_code} without a SOAP answer")
             return NotOnvifDevice(
                 f"{where}: HTTP {err.status_code} without a SOAP answer: not an ONVIF device"
             )
@@ -254,6 +258,8 @@ class OnvifCamera:
             | zeep.exceptions.ValidationError
             | zeep.exceptions.UnexpectedElementError,
         ):
+            if self._spoke_onvif:
+                return CameraCommandError(f"{where}: the answer is not valid ONVIF SOAP")
             return NotOnvifDevice(f"{where}: the answer is not ONVIF SOAP: not an ONVIF device")
         if isinstance(err, aiohttp.ClientError | OSError):
             return CameraUnreachable(f"{where}: {type(err).__name__}: {err}")
@@ -366,18 +372,16 @@ class OnvifCamera:
                 log.info("camera %s: profile %s has no video encoder", self.name, profile.token)
                 continue
             rate = encoder.RateControl
-            stream = await self._call(
-                "GetStreamUri",
-                media.GetStreamUri(
-                    {
-                        "StreamSetup": {
-                            "Stream": "RTP-Unicast",
-                            "Transport": {"Protocol": "RTSP"},
-                        },
-                        "ProfileToken": profile.token,
-                    }
-                ),
-            )
+            setup = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
+            try:
+                stream = await self._call(
+                    "GetStreamUri",
+                    media.GetStreamUri({"StreamSetup": setup, "ProfileToken": profile.token}),
+                )
+            except CameraCommandError as err:
+                # Quirk: some cameras list profiles they refuse to stream (disabled ones).
+                log.info("camera %s: profile %s has no stream: %s", self.name, profile.token, err)
+                continue
             profiles.append(
                 StreamProfile(
                     token=str(profile.token),

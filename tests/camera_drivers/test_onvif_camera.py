@@ -23,6 +23,7 @@ from camera_drivers import (
     parse_device_url,
 )
 from camera_drivers.sim.onvif_server import OnvifServer
+from camera_drivers.sim.soap import SoapRequestError
 from tests.camera_drivers.conftest import (
     PASSWORD,
     USER,
@@ -78,6 +79,26 @@ async def test_probe_without_h264_or_h265_profile_is_no_usable_profile():
         async with _camera(sim) as cam:
             with pytest.raises(NoUsableProfile, match=r"no H\.264/H\.265"):
                 await cam.probe()
+    finally:
+        await sim.server.close()
+
+
+class _DisabledSubProfileServer(OnvifServer):
+    """A camera that lists a sub profile but refuses to stream it (disabled in its web UI)."""
+
+    async def _get_stream_uri(self, req, request):  # type: ignore[no-untyped-def]
+        if self._profile(req).token == "sub":
+            raise SoapRequestError("ter:InvalidArgVal", "stream disabled")
+        return await super()._get_stream_uri(req, request)
+
+
+async def test_probe_skips_a_profile_the_camera_refuses_to_stream():
+    sim = await start_sim(make_camera(), _DisabledSubProfileServer)
+    try:
+        async with _camera(sim) as cam:
+            probe = await cam.probe()
+        assert [p.token for p in probe.profiles] == ["main"]
+        assert probe.main == probe.sub  # one stream: record it and detect on it
     finally:
         await sim.server.close()
 
