@@ -47,6 +47,16 @@ class ViewerDB:
     def _t(self, name: str) -> sqlite_utils.db.Table:
         return self.db.table(name)
 
+    def _rows(
+        self, table: str, where: str | None = None, args: list[Any] | None = None, **kw: Any
+    ) -> list[Row]:
+        with _converted(f"read {table}"):
+            return list(self._t(table).rows_where(where, args or [], **kw))
+
+    def _first(self, table: str, where: str, args: list[Any]) -> Row | None:
+        rows = self._rows(table, where, args, limit=1)
+        return rows[0] if rows else None
+
     def close(self) -> None:
         self._conn.close()
 
@@ -114,18 +124,17 @@ class ViewerDB:
             return _pk(self._t("users").insert(row))
 
     def user_by_name(self, username: str) -> Row | None:
-        rows = list(self._t("users").rows_where("username = ?", [username], limit=1))
-        return rows[0] if rows else None
+        return self._first("users", "username = ?", [username])
 
     def user_by_id(self, user_id: int) -> Row | None:
-        rows = list(self._t("users").rows_where("id = ?", [user_id], limit=1))
-        return rows[0] if rows else None
+        return self._first("users", "id = ?", [user_id])
 
     def list_users(self) -> list[Row]:
-        return list(self._t("users").rows_where(order_by="username"))
+        return self._rows("users", order_by="username")
 
     def count_users(self) -> int:
-        return self._t("users").count
+        with _converted("count users"):
+            return self._t("users").count
 
     def update_user(self, user_id: int, fields: Row) -> None:
         with _converted("update user"):
@@ -147,8 +156,7 @@ class ViewerDB:
             self._t("sessions").insert(row)
 
     def session(self, token_hash: str) -> Row | None:
-        rows = list(self._t("sessions").rows_where("token_hash = ?", [token_hash], limit=1))
-        return rows[0] if rows else None
+        return self._first("sessions", "token_hash = ?", [token_hash])
 
     def touch_session(self, token_hash: str, now: float) -> None:
         with _converted("touch session"):
@@ -194,10 +202,8 @@ class ViewerDB:
             if value is not None:
                 where.append(f"{column} {op} ?")
                 args.append(value)
-        return list(
-            self._t("audit").rows_where(
-                " AND ".join(where) or None, args, order_by="at DESC, id DESC", limit=limit
-            )
+        return self._rows(
+            "audit", " AND ".join(where) or None, args, order_by="at DESC, id DESC", limit=limit
         )
 
     # alerts and acknowledgements
@@ -205,10 +211,8 @@ class ViewerDB:
     def upsert_alert(self, row: Row) -> tuple[int, bool]:
         """Insert an alert or update its end time; return (id, created)."""
         with _converted("store alert"):
-            existing = list(
-                self._t("alerts").rows_where(
-                    "site = ? AND event_id = ?", [row["site"], row["event_id"]], limit=1
-                )
+            existing = self._rows(
+                "alerts", "site = ? AND event_id = ?", [row["site"], row["event_id"]], limit=1
             )
             if existing:
                 update = {k: v for k, v in row.items() if v is not None and k in (
@@ -219,24 +223,19 @@ class ViewerDB:
             return _pk(self._t("alerts").insert(row)), True
 
     def alert(self, alert_id: int) -> Row | None:
-        rows = list(self._t("alerts").rows_where("id = ?", [alert_id], limit=1))
-        return rows[0] if rows else None
+        return self._first("alerts", "id = ?", [alert_id])
 
     def alert_by_event(self, site: str, event_id: str) -> Row | None:
-        rows = list(
-            self._t("alerts").rows_where("site = ? AND event_id = ?", [site, event_id], limit=1)
-        )
-        return rows[0] if rows else None
+        return self._first("alerts", "site = ? AND event_id = ?", [site, event_id])
 
     def recent_alerts(self, limit: int) -> list[Row]:
-        return list(
-            self._t("alerts").rows_where(
-                select="id, site, camera, event_id, kind, started_at, ended_at, zones, "
-                "received_at, snapshot IS NOT NULL AS has_snapshot, acked_at, acked_by, "
-                "ack_comment, ack_delivered",
-                order_by="received_at DESC, id DESC",
-                limit=limit,
-            )
+        return self._rows(
+            "alerts",
+            select="id, site, camera, event_id, kind, started_at, ended_at, zones, "
+            "received_at, snapshot IS NOT NULL AS has_snapshot, acked_at, acked_by, "
+            "ack_comment, ack_delivered",
+            order_by="received_at DESC, id DESC",
+            limit=limit,
         )
 
     def update_alert(self, alert_id: int, fields: Row) -> None:
@@ -294,7 +293,7 @@ class ViewerDB:
             )
 
     def sites(self) -> list[Row]:
-        return list(self._t("sites").rows_where(order_by="site"))
+        return self._rows("sites", order_by="site")
 
     def cameras(self) -> list[Row]:
-        return list(self._t("cameras").rows_where(order_by="site, camera"))
+        return self._rows("cameras", order_by="site, camera")
