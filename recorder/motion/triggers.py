@@ -109,7 +109,8 @@ class TriggerCombiner:
             self._cam_active = True
             self._cam_last = wall
             if self._cam_event is None:
-                self._cam_event = self._new_id()
+                # in "both" the combined event gets the id; this one stays internal
+                self._cam_event = self._new_id() if self.mode == "camera" else "camera"
                 self._cam_start = wall
                 self._camera_change("new", None)
             return
