@@ -14,8 +14,10 @@ from police_link import (
     CameraStatusMessage,
     CommandError,
     CommandRequest,
+    DropReport,
     EventMessage,
     LiveChunk,
+    SeqGap,
     SiteLink,
     SiteStatus,
     Snapshot,
@@ -158,3 +160,40 @@ async def test_broker_down_60_s_during_burst_of_500_all_arrive_in_order(
     assert [m.event_id for m in received] == [f"ev{i}" for i in range(500)]
     await asyncio.sleep(0.5)
     assert site.stats().outbox_pending == 0
+
+
+async def test_full_outbox_drops_snapshots_then_old_alerts_and_viewer_learns_why(
+    mosquitto: MosquittoBroker, make_site: Callable[..., SiteLink], viewer: ViewerLink
+) -> None:
+    site = make_site(outbox_max_bytes=64 * 1024)
+    mosquitto.stop()
+    # 400 x ~230 B of events and 59 x 4 KiB of snapshots: well over 64 KiB. The first 32 rows
+    # (ev0..ev31, no snapshot) are already in paho's in-flight window, which is never dropped.
+    snapshots = range(50, 400, 6)
+    for i in range(400):
+        site.publish_event(event(i), snapshot_jpeg=bytes(4096) if i in snapshots else None)
+    deadline = time.monotonic() + 10
+    while site.stats().dropped == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    mosquitto.start()
+    events: list[EventMessage] = []
+    gaps: list[SeqGap] = []
+    reports: list[DropReport] = []
+    while not events or events[-1].event_id != "ev399":
+        message = await asyncio.wait_for(viewer.receive(), 10)
+        if isinstance(message, EventMessage):
+            events.append(message)
+        elif isinstance(message, SeqGap):
+            gaps.append(message)
+        elif isinstance(message, DropReport):
+            reports.append(message)
+        elif isinstance(message, Snapshot):
+            raise AssertionError("old snapshots must go before any alert")
+    assert len(reports) == 1
+    assert reports[0].counts["snapshot"] == len(snapshots) and reports[0].counts["event"] > 0
+    reported = {s for first, last in reports[0].seq_ranges for s in range(first, last + 1)}
+    missing = {s for gap in gaps for s in range(gap.first_seq, gap.last_seq + 1)}
+    # every gap the viewer saw is explained by the report, newest alerts survived in order
+    assert gaps and missing <= reported
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    assert site.stats().dropped == sum(reports[0].counts.values())
