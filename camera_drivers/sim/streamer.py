@@ -162,7 +162,11 @@ class Streamer:
                 if not stream.clients:
                     stream.next_frame = -1
                     continue
-                self._send_due(stream, now)
+                try:
+                    self._send_due(stream, now)
+                except Exception:  # one broken stream must not stop the clock of all others
+                    log.exception("camsim %s %s: sending failed", stream.camera.name, stream.name)
+                    stream.next_frame = stream.due_frame(now) + 1
                 next_due = min(next_due, stream.due_time(stream.next_frame))
             if next_due == math.inf:
                 self._wake.clear()
