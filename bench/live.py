@@ -40,7 +40,7 @@ from aiohttp import web
 from police_link import BrokerSettings, SiteLink, ViewerLink
 from recorder.health import StreamHealth
 from recorder.ingest import IngestSettings, PyavOpener, StreamIngest
-from recorder.live import LIVE_COMMAND_SCHEMAS, ChunkKind, LiveController, decode_payload
+from recorder.live import ChunkKind, LiveController, decode_payload
 from viewer.live import LiveAccess, LiveHub, add_live_routes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,8 +183,7 @@ class RecorderSide:
                              cameras=[CAMERA])
         self.controller = LiveController(SITE, site_link.publish_live,
                                          fragment_s=self.fragment_s)
-        for kind, schema in LIVE_COMMAND_SCHEMAS.items():
-            site_link.on_command(kind, self.controller.handle_request, schema)
+        self.controller.register(site_link)
         self.health = StreamHealth(SITE, CAMERA, "sub")
         ingest = StreamIngest(
             site=SITE, camera=CAMERA, stream="sub", url=self.rtsp_url, opener=PyavOpener(),

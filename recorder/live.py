@@ -638,6 +638,16 @@ class LiveController:
     def stats(self) -> dict[tuple[str, str], LiveStats]:
         return {key: sink.stats() for key, sink in self._sinks.items()}
 
+    # -- wiring into the daemon -----------------------------------------------------------
+    def sink_factory(self, camera_config: Any, stream: str) -> list[LiveSink]:
+        """recorder.daemon.SinkFactory: every stream of every camera gets its live sink."""
+        return [self.sink(camera_config.name, stream)]
+
+    def register(self, site_link: Any) -> None:
+        """Answer the live commands on a police_link.SiteLink."""
+        for kind, schema in LIVE_COMMAND_SCHEMAS.items():
+            site_link.on_command(kind, self.handle_request, schema)
+
 
 __all__ = [
     "DEFAULT_TTL_S",

@@ -92,8 +92,13 @@ class LiveFeed:
         self._renewer: asyncio.Task[None] | None = None
 
     def _args(self) -> dict[str, Any]:
-        return {"camera": self.key.camera, "stream": self.key.stream, "ttl_s": self.ttl_s,
-                "mode": self.key.mode.value}
+        args: dict[str, Any] = {"camera": self.key.camera, "stream": self.key.stream,
+                                "ttl_s": self.ttl_s}
+        if self.key.mode is not LiveMode.MSE:
+            # Only when needed: a site registered with police_link's plain live schemas
+            # (no "mode") still serves MSE.
+            args["mode"] = self.key.mode.value
+        return args
 
     async def start(self) -> None:
         """Ask the site; PoliceLinkError (RequestFailed, RequestTimeout) goes to the caller."""

@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -355,3 +356,21 @@ def test_controller_routes_commands(h264_clip: Path, clock: StepClock) -> None:
     assert info.value.code == "unknown_camera"
     with pytest.raises(LiveRequestError, match="not a live command"):
         controller.handle("live.pause", {"camera": "gate"}, "viewer1")
+
+
+def test_controller_wiring_helpers(clock: StepClock) -> None:
+    class Camera:
+        name = "gate"
+
+    class Link:
+        def __init__(self) -> None:
+            self.handlers: dict[str, Any] = {}
+
+        def on_command(self, kind: str, handler: Any, schema: Any) -> None:
+            self.handlers[kind] = (handler, schema)
+
+    controller = LiveController("village", lambda c, s, p: None, clock=clock)
+    assert controller.sink_factory(Camera(), "main") == [controller.sink("gate", "main")]
+    link = Link()
+    controller.register(link)
+    assert {k: v[1] for k, v in link.handlers.items()} == LIVE_COMMAND_SCHEMAS

@@ -97,7 +97,7 @@ async def test_view_gets_init_then_keyframe_fragments_that_play(
     assert [m.seq for m in media] == list(range(media[0].seq, media[0].seq + 20))
     assert stats["bytes_per_s"] > 0 and stats["bytes_total"] > 0
     assert rig.requests[0] == (
-        "live.start", {"camera": CAMERA, "stream": "sub", "ttl_s": 6, "mode": "mse"})
+        "live.start", {"camera": CAMERA, "stream": "sub", "ttl_s": 6})
     path = tmp_path / "relayed.mp4"
     path.write_bytes(init.body + b"".join(m.body for m in media))
     probe = subprocess.run(
@@ -118,8 +118,8 @@ async def test_second_watcher_shares_the_feed_and_starts_from_the_cache(rig: Liv
                 assert init.kind is ChunkKind.INIT and key.keyframe
             assert [k for k, _ in rig.requests].count("live.start") == 1
         sink = rig.controller.sink(CAMERA, "sub")
-        assert await wait_for(lambda: ("live.stop", {"camera": CAMERA, "stream": "sub",
-                                                     "mode": "mse"}) in rig.requests, 5)
+        assert await wait_for(
+            lambda: ("live.stop", {"camera": CAMERA, "stream": "sub"}) in rig.requests, 5)
         assert await wait_for(lambda: sink.stats().views == 0, 5)
         assert not rig.hub.feeds
 
