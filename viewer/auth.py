@@ -35,15 +35,18 @@ class Permission(enum.StrEnum):
     HEALTH = "health"
     USERS = "users"
     AUDIT = "audit"
+    ACCOUNT = "account"  # one's own password and language
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.DUTY_OFFICER: frozenset(
         {Permission.WALL, Permission.ALERTS, Permission.ACKNOWLEDGE, Permission.LIVE,
-         Permission.HEALTH}
+         Permission.HEALTH, Permission.ACCOUNT}
     ),
-    Role.REVIEWER: frozenset({Permission.WALL, Permission.ALERTS}),
-    Role.TECHNICIAN: frozenset({Permission.WALL, Permission.HEALTH, Permission.LIVE}),
+    Role.REVIEWER: frozenset({Permission.WALL, Permission.ALERTS, Permission.ACCOUNT}),
+    Role.TECHNICIAN: frozenset(
+        {Permission.WALL, Permission.HEALTH, Permission.LIVE, Permission.ACCOUNT}
+    ),
     Role.ADMINISTRATOR: frozenset(Permission),
 }
 

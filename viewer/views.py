@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from viewer.accounts import Role, User, parse_scope
+from viewer.accounts import Role, User, generate_password, parse_scope
 from viewer.audit import Action
 from viewer.auth import (
     CSRF_FIELD,
@@ -31,6 +31,7 @@ NAV = (  # (path, permission, label key)
     ("/health", Permission.HEALTH, "nav.health"),
     ("/audit", Permission.AUDIT, "nav.audit"),
     ("/users", Permission.USERS, "nav.users"),
+    ("/account", Permission.ACCOUNT, "nav.account"),
 )
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
 
@@ -262,7 +263,9 @@ async def audit_page(request: web.Request) -> web.Response:
     return page(request, session, name="audit", title_key="nav.audit", body=body)
 
 
-async def users_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+async def users_page(
+    request: web.Request, error: str = "", status: int = 200, notice: str = ""
+) -> web.Response:
     session = require(request, Permission.USERS)
     ctx = context(request)
     language = language_of(request)
@@ -280,6 +283,9 @@ async def users_page(request: web.Request, error: str = "", status: int = 200) -
             + (f'<button name="state" value="unlocked">'
                f'{escape(translate(language, "users.unlock"))}</button>' if u.locked else "")
             + "</form>"
+            + f'<form method="post" action="/users/{escape(u.username)}/password">'
+            f'<input type="hidden" name="{CSRF_FIELD}" value="{csrf}">'
+            f'<button>{escape(translate(language, "users.reset"))}</button></form>'
         )
         rows.append(
             f"<tr><td>{escape(u.username)}</td>"
@@ -291,8 +297,10 @@ async def users_page(request: web.Request, error: str = "", status: int = 200) -
         f'<option value="{r.value}">{escape(translate(language, "role." + r.value))}</option>'
         for r in Role
     )
-    body = render("users.html", language, rows="".join(rows), roles=roles, csrf=session.csrf_token,
-                  error=f'<p class="error" role="alert">{escape(error)}</p>' if error else "")
+    message = (f'<p class="error" role="alert">{escape(error)}</p>' if error else "") + (
+        f'<p class="notice" role="status">{escape(notice)}</p>' if notice else "")
+    body = render("users.html", language, rows="".join(rows), roles=roles,
+                  csrf=session.csrf_token, error=message)
     response = page(request, session, name="users", title_key="nav.users", body=body)
     response.set_status(status)
     return response
@@ -342,6 +350,69 @@ async def users_state(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/users")
 
 
+async def users_reset_password(request: web.Request) -> web.Response:
+    """Give a user a generated password, shown to the administrator once."""
+    session = require(request, Permission.USERS)
+    ctx = context(request)
+    username = request.match_info["username"]
+    password = generate_password()
+    try:
+        ctx.accounts.set_password(username, password, now=ctx.clock.wall())
+    except AccountError as err:
+        return await users_page(request, str(err), status=400)
+    ctx.audit.record(Action.CONFIG_CHANGE, username=session.user.username,
+                     address=client_address(request), change="user_password_reset",
+                     target=username)
+    language = language_of(request)
+    return await users_page(
+        request,
+        notice=translate(language, "users.reset_done", user=username, password=password),
+    )
+
+
+async def account_page(request: web.Request, error: str = "", status: int = 200
+                       ) -> web.Response:
+    session = require(request, Permission.ACCOUNT)
+    language = language_of(request)
+    body = render("account.html", language, csrf=session.csrf_token,
+                  username=session.user.username,
+                  error=f'<p class="error" role="alert">{escape(error)}</p>' if error else "")
+    response = page(request, session, name="account", title_key="nav.account", body=body)
+    response.set_status(status)
+    return response
+
+
+async def account_password(request: web.Request) -> web.Response:
+    """Change one's own password. The current one is checked like a login (throttled,
+    counted towards lock-out), so a stolen session cannot guess it."""
+    session = require(request, Permission.ACCOUNT)
+    ctx = context(request)
+    language = language_of(request)
+    form = await request.post()
+    current = text_field(form, "current", max_len=256)
+    new = text_field(form, "new", max_len=256)
+    repeat = text_field(form, "repeat", max_len=256)
+    if new != repeat:
+        return await account_page(request, translate(language, "account.mismatch"), 400)
+    address = client_address(request)
+    username = session.user.username
+    try:
+        await ctx.authenticator.login(username, current, address)
+    except AuthError:
+        ctx.audit.record(Action.CONFIG_CHANGE, username=username, address=address,
+                         outcome="wrong_current_password", change="own_password")
+        return await account_page(request, translate(language, "account.wrong_current"), 400)
+    try:
+        ctx.accounts.set_password(username, new, now=ctx.clock.wall())
+    except AccountError as err:
+        return await account_page(request, str(err), 400)
+    ctx.audit.record(Action.CONFIG_CHANGE, username=username, address=address,
+                     change="own_password")
+    response = web.HTTPSeeOther("/login")  # every session of the user has ended
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
@@ -354,3 +425,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/users", users_page)
     app.router.add_post("/users", users_add)
     app.router.add_post("/users/{username}/state", users_state)
+    app.router.add_post("/users/{username}/password", users_reset_password)
+    app.router.add_get("/account", account_page)
+    app.router.add_post("/account/password", account_password)

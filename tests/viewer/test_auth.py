@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from viewer.accounts import Role
+from viewer.audit import Action
 from viewer.auth import Throttle
 
-from .conftest import ShiftClock
+from .conftest import TEST_PASSWORD, ShiftClock
 
 
 def test_throttle_delay_grows_after_free_failures():
@@ -149,3 +150,45 @@ async def test_expired_sessions_are_purged(start_viewer, browser_factory):
     viewer.clock.advance(viewer.ctx.config.security.session_max_s + 1)
     viewer.ctx.sessions.purge()
     assert db["sessions"].count == 0
+
+
+async def test_change_own_password(start_viewer, browser_factory):
+    viewer = await start_viewer()
+    viewer.add_user("officer", Role.DUTY_OFFICER)
+    b = browser_factory(viewer)
+    await b.login("officer")
+    assert "current-password" in await (await b.get("/account")).text()
+    form = {"current": "wrong password!", "new": "brand new secret", "repeat": "brand new secret"}
+    resp = await b.post("/account/password", data=form)
+    assert resp.status == 400
+    resp = await b.post("/account/password", data={**form, "current": TEST_PASSWORD,
+                                                   "repeat": "different secret"})
+    assert resp.status == 400
+    resp = await b.post("/account/password", data={**form, "current": TEST_PASSWORD})
+    assert resp.status == 303 and resp.headers["Location"] == "/login"
+    assert (await b.get("/api/state")).status == 401  # every session ended
+    assert (await b.login("officer")).status == 401
+    assert (await b.login("officer", "brand new secret")).status == 303
+    outcomes = [(e.outcome, e.detail.get("change")) for e in
+                viewer.ctx.audit.query(username="officer", action=Action.CONFIG_CHANGE)]
+    assert outcomes == [("ok", "own_password"), ("wrong_current_password", "own_password")]
+
+
+async def test_admin_resets_a_password_shown_once(start_viewer, browser_factory):
+    viewer = await start_viewer(max_failed_logins=3)
+    viewer.add_user("admin", Role.ADMINISTRATOR)
+    viewer.add_user("officer", Role.DUTY_OFFICER)
+    officer = browser_factory(viewer)
+    for _ in range(3):
+        await officer.login("officer", "wrong password!")
+        viewer.clock.advance(120)
+    assert viewer.ctx.accounts.require("officer").locked
+    admin = browser_factory(viewer)
+    await admin.login("admin")
+    html = await (await admin.post("/users/officer/password")).text()
+    found = re.search(r"officer: (\S+) \(", html)
+    assert found, html
+    assert (await officer.login("officer", found.group(1))).status == 303
+    assert "user_password_reset" in str(
+        [e.detail for e in viewer.ctx.audit.query(username="admin")])
+    assert found.group(1) not in await (await admin.get("/users")).text()

@@ -17,6 +17,9 @@ ENDPOINTS = [
     ("GET", "/health", Permission.HEALTH),
     ("GET", "/audit", Permission.AUDIT),
     ("GET", "/users", Permission.USERS),
+    ("GET", "/account", Permission.ACCOUNT),
+    ("POST", "/account/password", Permission.ACCOUNT),
+    ("POST", "/users/nobody/password", Permission.USERS),
     ("GET", "/api/state", Permission.WALL),
     ("GET", "/api/alerts/1/snapshot", Permission.ALERTS),
     ("POST", "/api/alerts/1/ack", Permission.ACKNOWLEDGE),
@@ -25,9 +28,9 @@ ENDPOINTS = [
 
 EXPECTED = {
     Role.DUTY_OFFICER: {Permission.WALL, Permission.ALERTS, Permission.ACKNOWLEDGE,
-                        Permission.LIVE, Permission.HEALTH},
-    Role.REVIEWER: {Permission.WALL, Permission.ALERTS},
-    Role.TECHNICIAN: {Permission.WALL, Permission.HEALTH, Permission.LIVE},
+                        Permission.LIVE, Permission.HEALTH, Permission.ACCOUNT},
+    Role.REVIEWER: {Permission.WALL, Permission.ALERTS, Permission.ACCOUNT},
+    Role.TECHNICIAN: {Permission.WALL, Permission.HEALTH, Permission.LIVE, Permission.ACCOUNT},
     Role.ADMINISTRATOR: set(Permission),
 }
 
