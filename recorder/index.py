@@ -153,7 +153,6 @@ class RetentionCandidate:
     start_wall: float
     end_wall: float
     bytes: int
-    held: bool  # overlaps a hold of its camera (invariant 5)
     event_linked: bool  # linked to at least one event (invariant 9)
 
 
@@ -180,7 +179,7 @@ def _event_row(d: dict[str, Any]) -> EventRow:
 
 def _where(*conds: tuple[str, Any]) -> tuple[str, list[Any]]:
     """' WHERE a AND b' of the conditions whose value is not None, and their parameters
-    (a tuple value fills several placeholders)."""
+    (a tuple value fills as many placeholders as it has items, none for ())."""
     sql: list[str] = []
     params: list[Any] = []
     for cond, value in conds:
@@ -564,6 +563,12 @@ class Index:
 
     # --- retention and garbage (invariant 4) --------------------------------------------
 
+    _HELD_SQL: Final = (
+        "EXISTS (SELECT 1 FROM holds h WHERE h.camera = s.camera"
+        " AND h.start_wall < s.end_wall AND h.end_wall > s.start_wall)"
+    )
+    _LINKED_SQL: Final = "EXISTS (SELECT 1 FROM event_segments es WHERE es.segment_id = s.id)"
+
     def retention_candidates(
         self,
         *,
@@ -571,30 +576,53 @@ class Index:
         ended_before: float | None = None,
         after: tuple[float, int] | None = None,
         limit: int = 500,
+        event_linked: bool | None = None,
+        keep_event_linked_ended_after: float | None = None,
     ) -> list[RetentionCandidate]:
-        """Segments oldest first (by start_wall, id), after the (start_wall, id) cursor."""
+        """Deletable segments oldest first (by start_wall, id), after the (start_wall, id)
+        cursor. Held segments are never candidates (invariant 5). `event_linked` selects
+        only linked (True) or unlinked (False) ones; `keep_event_linked_ended_after` leaves
+        out linked ones that ended after that time (invariant 9). The filtering is in SQL,
+        so kept footage costs no Python work however much of it there is."""
         a_start, a_id = after if after is not None else (float("-inf"), -1)
+        linked: tuple[str, Any] = ("", None)  # no condition
+        if event_linked is not None:
+            linked = (("" if event_linked else "NOT ") + self._LINKED_SQL, ())
         where, params = _where(
             ("s.camera = ?", camera),
             ("s.end_wall < ?", ended_before),
             ("(s.start_wall, s.id) > (?, ?)", (a_start, a_id)),
+            (f"NOT {self._HELD_SQL}", ()),
+            linked,
+            (f"NOT ({self._LINKED_SQL} AND s.end_wall >= ?)", keep_event_linked_ended_after),
         )
         rows = self._query(
             "SELECT s.id, s.camera, s.path, s.start_wall, s.end_wall, s.bytes,"
-            " EXISTS (SELECT 1 FROM holds h WHERE h.camera = s.camera"
-            "   AND h.start_wall < s.end_wall AND h.end_wall > s.start_wall) AS held,"
-            " EXISTS (SELECT 1 FROM event_segments es WHERE es.segment_id = s.id)"
-            f"   AS event_linked FROM segments s{where} ORDER BY s.start_wall, s.id LIMIT ?",
+            f" {self._LINKED_SQL} AS event_linked FROM segments s{where}"
+            " ORDER BY s.start_wall, s.id LIMIT ?",
             [*params, limit],
         )
         return [
             RetentionCandidate(
                 id=r["id"], camera=r["camera"], path=r["path"], start_wall=r["start_wall"],
-                end_wall=r["end_wall"], bytes=r["bytes"], held=bool(r["held"]),
-                event_linked=bool(r["event_linked"]),
+                end_wall=r["end_wall"], bytes=r["bytes"], event_linked=bool(r["event_linked"]),
             )
             for r in rows
         ]
+
+    def count_held_segments(
+        self, *, camera: str | None = None, ended_before: float | None = None
+    ) -> int:
+        """Segments under at least one hold (searched from the holds side: holds are few)."""
+        where, params = _where(("s.camera = ?", camera), ("s.end_wall < ?", ended_before))
+        rows = self._query(
+            "SELECT count(DISTINCT s.id) AS n FROM holds h JOIN segments s"
+            " ON s.camera = h.camera AND s.start_wall < h.end_wall"
+            " AND s.end_wall > h.start_wall"
+            f" AND s.start_wall > h.start_wall - {MAX_SEGMENT_SPAN_S}{where}",
+            params,
+        )
+        return int(rows[0]["n"])
 
     def move_segments_to_garbage(self, segment_ids: Sequence[int], reason: str) -> list[str]:
         """Step 1 of invariant 4: in one transaction, delete the rows (and their event links)

@@ -7,7 +7,7 @@ May run while writers run: open segments have no row yet, so they are never cand
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +41,9 @@ class RetentionReport:
     deleted_by_age: int
     deleted_by_quota: int
     deleted_by_free_space: int
-    kept_by_hold: int  # distinct segments a criterion wanted but a hold kept
-    kept_by_event: int  # distinct segments kept past age because linked to an event
+    # Held segments a criterion would otherwise have deleted: those past their camera's
+    # age limit, or every held segment when quota or free space could not be met.
+    kept_by_hold: int
 
 
 class Retention:
@@ -64,19 +65,19 @@ class Retention:
         self._free_bytes = free_bytes_fn
 
     def run(self) -> RetentionReport:
-        held: set[int] = set()
-        kept_by_event: set[int] = set()
-        by_age = self._by_age(held, kept_by_event)
-        by_quota = self._by_space(self._quota_need(), "quota", held)
-        by_free = self._by_space(self._free_need(), "free_space", held)
+        by_age, held_past_age = self._by_age()
+        by_quota, quota_met = self._by_space(self._quota_need(), "quota")
+        by_free, free_met = self._by_space(self._free_need(), "free_space")
+        kept_by_hold = (
+            held_past_age if quota_met and free_met else self._index.count_held_segments()
+        )
         report = RetentionReport(
             deleted=by_age[0] + by_quota[0] + by_free[0],
             deleted_bytes=by_age[1] + by_quota[1] + by_free[1],
             deleted_by_age=by_age[0],
             deleted_by_quota=by_quota[0],
             deleted_by_free_space=by_free[0],
-            kept_by_hold=len(held),
-            kept_by_event=len(kept_by_event),
+            kept_by_hold=kept_by_hold,
         )
         if report.deleted or report.kept_by_hold:
             log.info("site %s: retention: %s", self._site, report)
@@ -84,27 +85,26 @@ class Retention:
 
     # --- criteria -----------------------------------------------------------------------
 
-    def _by_age(self, held: set[int], kept_by_event: set[int]) -> tuple[int, int]:
+    def _by_age(self) -> tuple[tuple[int, int], int]:
+        """((deleted, bytes), held segments past their age limit)."""
         now = self._clock.wall()
-        count = nbytes = 0
+        count = nbytes = held = 0
         cameras = set(self._index.segment_cameras()) | set(self.policy.retain_days_by_camera)
         for camera in sorted(cameras):
             days = self.policy.days_for(camera)
             if days is None:
                 continue
+            cutoff = now - days * DAY_S
             event_cutoff = now - max(days, self.policy.event_retain_days) * DAY_S
-            for batch in self._batches(camera=camera, ended_before=now - days * DAY_S):
-                doomed = []
-                for c in batch:
-                    if c.held:  # invariant 5
-                        held.add(c.id)
-                    elif c.event_linked and c.end_wall >= event_cutoff:  # invariant 9
-                        kept_by_event.add(c.id)
-                    else:
-                        doomed.append(c)
-                n, b = self._delete(doomed, "age")
+            # Invariants 5 and 9: held and recent event-linked segments are filtered in SQL.
+            while batch := self._index.retention_candidates(
+                camera=camera, ended_before=cutoff, keep_event_linked_ended_after=event_cutoff,
+                limit=_BATCH,
+            ):
+                n, b = self._delete(batch, "age")
                 count, nbytes = count + n, nbytes + b
-        return count, nbytes
+            held += self._index.count_held_segments(camera=camera, ended_before=cutoff)
+        return (count, nbytes), held
 
     def _quota_need(self) -> int:
         if self.policy.quota_bytes is None:
@@ -114,50 +114,37 @@ class Retention:
     def _free_need(self) -> int:
         if self.policy.min_free_bytes is None:
             return 0
-        free = self._free_bytes(self.root)
-        return max(0, self.policy.min_free_bytes - free)
+        return max(0, self.policy.min_free_bytes - self._free_bytes(self.root))
 
-    def _by_space(self, need_bytes: int, reason: str, held: set[int]) -> tuple[int, int]:
+    def _by_space(self, need_bytes: int, reason: str) -> tuple[tuple[int, int], bool]:
         """Delete oldest first until `need_bytes` are freed: footage not linked to events
-        first, then event-linked footage (invariant 9); never held footage (invariant 5)."""
+        first, then event-linked footage (invariant 9); never held footage (invariant 5).
+        Returns ((deleted, bytes), whether the need was met)."""
         count = nbytes = 0
-        for take_event_linked in (False, True):
-            for batch in self._batches():
-                if nbytes >= need_bytes:
-                    return count, nbytes
+        for event_linked in (False, True):
+            while nbytes < need_bytes and (
+                batch := self._index.retention_candidates(
+                    event_linked=event_linked, limit=_BATCH
+                )
+            ):
                 doomed = []
                 planned = nbytes
                 for c in batch:
                     if planned >= need_bytes:
                         break
-                    if c.held:
-                        held.add(c.id)
-                    elif c.event_linked == take_event_linked:
-                        doomed.append(c)
-                        planned += c.bytes
+                    doomed.append(c)
+                    planned += c.bytes
                 n, b = self._delete(doomed, reason)
                 count, nbytes = count + n, nbytes + b
-        if nbytes < need_bytes:
+        met = nbytes >= need_bytes
+        if not met:
             log.error(
                 "site %s: retention (%s) could free only %d of %d bytes: the rest is held",
                 self._site, reason, nbytes, need_bytes,
             )
-        return count, nbytes
+        return (count, nbytes), met
 
     # --- helpers ------------------------------------------------------------------------
-
-    def _batches(
-        self, *, camera: str | None = None, ended_before: float | None = None
-    ) -> Iterator[list[RetentionCandidate]]:
-        after: tuple[float, int] | None = None
-        while True:
-            batch = self._index.retention_candidates(
-                camera=camera, ended_before=ended_before, after=after, limit=_BATCH
-            )
-            if not batch:
-                return
-            after = (batch[-1].start_wall, batch[-1].id)
-            yield batch
 
     def _delete(self, doomed: list[RetentionCandidate], reason: str) -> tuple[int, int]:
         """Invariant 4: rows to garbage in one transaction, unlink, drop garbage rows."""

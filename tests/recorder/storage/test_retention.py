@@ -101,7 +101,7 @@ def test_event_linked_segments_outlive_continuous_footage(storage_root, index):
     put(storage_root, index, "cam1", 3, seq=9)  # no event
     report = retention(storage_root, index, retain_days=2, event_retain_days=30).run()
     assert ages(index) == [20, 5]  # the 40-day event footage went; no-event footage went
-    assert report.kept_by_event == 2 and report.deleted == 2
+    assert report.deleted == 2 and report.kept_by_hold == 0
 
 
 def test_quota_deletes_oldest_first_unlinked_before_event_linked(storage_root, index):
@@ -148,3 +148,14 @@ def test_many_segments_in_batches(storage_root, index, n):
         put(storage_root, index, "cam1", 5 + i / 10000, nbytes=10, seq=i)
     report = retention(storage_root, index, retain_days=1).run()
     assert report.deleted == n and files(storage_root) == 0
+
+
+def test_kept_by_hold_counts_held_segments_past_their_age(storage_root, index):
+    for i in range(4):
+        put(storage_root, index, "cam1", 10 - i, seq=i)  # ages 10, 9, 8, 7 days
+    segs = index.segments()
+    index.add_hold("cam1", segs[0].start_wall, segs[1].end_wall, "case", "who")  # 10 and 9
+    index.add_hold("cam1", segs[1].start_wall, segs[1].end_wall, "other", "who")  # 9 again
+    report = retention(storage_root, index, retain_days=7.5).run()
+    assert report.kept_by_hold == 2 and report.deleted == 1  # the 8-day one
+    assert ages(index) == [10, 9, 7]
