@@ -26,6 +26,8 @@ from viewer.web import (
 
 log = logging.getLogger(__name__)
 WS_HEARTBEAT_S = 20.0
+WS_SESSION_CHECK_S = 30.0  # an open wall keeps its session alive; a dead session closes it
+WS_CLOSE_SESSION_ENDED = 4401
 
 
 def state_for(request: web.Request) -> dict[str, Any]:
@@ -101,7 +103,18 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             message = await client.queue.get()
             await ws.send_json(message)
 
-    send_task = asyncio.get_running_loop().create_task(sender())
+    async def session_watch() -> None:
+        while True:
+            await asyncio.sleep(WS_SESSION_CHECK_S)
+            if not ctx.sessions.refresh(session):
+                log.info("viewer: session of %s at %s ended; closing its WebSocket",
+                         session.user.username, client.address)
+                await ws.close(code=WS_CLOSE_SESSION_ENDED, message=b"session ended")
+                return
+
+    loop = asyncio.get_running_loop()
+    send_task = loop.create_task(sender())
+    watch_task = loop.create_task(session_watch())
     try:
         async for msg in ws:  # the browser only sends pings; anything else is ignored
             if msg.type == WSMsgType.ERROR:
@@ -109,9 +122,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             if send_task.done():
                 break
     finally:
-        send_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await send_task
+        for task in (send_task, watch_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
         ctx.broadcaster.remove(client)
         log.info("viewer: %s disconnected from %s", session.user.username, client.address)
     return ws

@@ -205,6 +205,20 @@ class SessionStore:
             self._db.touch_session(token_hash, now)
         return Session(token_hash, user, row["csrf_token"], row["created_at"])
 
+    def refresh(self, session: Session) -> bool:
+        """For long-lived connections: is the session still valid? Counts as activity."""
+        row = self._db.session(session.token_hash)
+        if row is None:
+            return False
+        now = self._clock.wall()
+        user = self._accounts.get(row["user_id"])
+        if (now - row["last_seen_at"] > self._idle_s or now - row["created_at"] > self._max_s
+                or user.disabled or user.locked):
+            self._db.delete_session(session.token_hash)
+            return False
+        self._db.touch_session(session.token_hash, now)
+        return True
+
     def end(self, session: Session) -> None:
         self._db.delete_session(session.token_hash)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from viewer.accounts import Role
@@ -150,3 +151,25 @@ async def test_websocket_refuses_foreign_origin(start_viewer, browser_factory):
         viewer.ctx.desk.on_event(IncomingEvent("v", "c", "e9", "motion", 5.0, None, ()))
         pushed = json.loads((await ws.receive(timeout=2)).data)
         assert pushed["type"] == "alert" and pushed["new"] is True
+
+
+async def test_websocket_closes_when_the_session_ends(start_viewer, browser_factory,
+                                                      monkeypatch):
+    from viewer import api
+
+    monkeypatch.setattr(api, "WS_SESSION_CHECK_S", 0.1)
+    viewer = await start_viewer()
+    viewer.add_user("officer", Role.DUTY_OFFICER)
+    b = browser_factory(viewer)
+    await b.login("officer")
+    async with b.http.ws_connect(b.url("/ws")) as ws:
+        assert json.loads((await ws.receive()).data)["type"] == "state"
+        # an open wall keeps its session alive past the idle limit
+        idle_s = viewer.ctx.config.security.session_idle_s
+        for _ in range(3):
+            viewer.clock.advance(idle_s * 0.6)
+            await asyncio.sleep(0.3)
+        assert not ws.closed
+        viewer.ctx.accounts.set_disabled("officer", True)
+        msg = await ws.receive(timeout=2)
+        assert msg.type.name in ("CLOSE", "CLOSED") and ws.close_code == 4401

@@ -341,8 +341,13 @@
         upsertAlert(msg.alert, msg.new);
       }
     };
-    ws.onclose = () => {
+    ws.onclose = async (ev) => {
       showLink("offline");
+      // Session over (logout, expiry, account disabled)? Then back to the login page.
+      try {
+        const resp = await fetch("/api/state", { credentials: "same-origin" });
+        if (ev.code === 4401 || resp.status === 401) { location.href = "/login"; return; }
+      } catch (err) { /* the viewer itself is down: keep retrying */ }
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 10000);
     };
