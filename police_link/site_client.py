@@ -70,6 +70,7 @@ class LinkStats:
     dropped: int  # rows discarded to keep the outbox bound
     commands_ok: int
     commands_failed: int
+    live_dropped: int  # fragments dropped by publish_live(drop_if_backlogged=True)
 
 
 class SiteLink:
@@ -116,6 +117,7 @@ class SiteLink:
         self._stopped = False
         self._published = self._rejected = self._dropped = 0
         self._commands_ok = self._commands_failed = 0
+        self._live_dropped = 0
         self._client = make_client(settings, settings.client_id or f"dozor-site-{site}")
         self._client.will_set(
             self._topics.site_status(site), SITE_OFFLINE, qos=1, retain=True
@@ -126,6 +128,7 @@ class SiteLink:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._worker = threading.Thread(
             target=self._run_worker, name=f"police-link-{site}", daemon=True
         )
@@ -154,9 +157,12 @@ class SiteLink:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Store what was queued, say "offline" (if connected), disconnect. Undelivered rows
         stay in the outbox for the next start."""
-        if not self._started or self._stopped:
+        if self._stopped:
             return
         self._stopped = True
+        if not self._started:
+            self._outbox.close()
+            return
         self._commands.put(_STOP)
         self._command_thread.join(timeout_s)
         self._work.put(_STOP)
@@ -189,6 +195,7 @@ class SiteLink:
             dropped=self._dropped,
             commands_ok=self._commands_ok,
             commands_failed=self._commands_failed,
+            live_dropped=self._live_dropped,
         )
 
     # -- durable messages ---------------------------------------------------------------
@@ -245,9 +252,19 @@ class SiteLink:
                                     retain=True)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
-    def publish_live(self, camera: str, stream: str, payload: bytes) -> bool:
-        """One fMP4 fragment, QoS 0, never stored: False when not connected."""
+    def publish_live(
+        self, camera: str, stream: str, payload: bytes, *, drop_if_backlogged: bool = False
+    ) -> bool:
+        """One fMP4 fragment, QoS 0, never stored: False when not connected.
+
+        Live video shares the site's one connection with alerts. On a slow link a caller
+        that can resume at its next keyframe should pass drop_if_backlogged=True: the
+        fragment is then dropped (False) while earlier data still waits to be written, so
+        video never queues up ahead of alerts."""
         if not self._connected.is_set():
+            return False
+        if drop_if_backlogged and self._client.want_write():
+            self._live_dropped += 1
             return False
         topic = self._topics.live(self.site, camera, stream)
         info = self._client.publish(topic, payload, qos=0)
@@ -282,12 +299,19 @@ class SiteLink:
             log.error("site %s: broker %s:%d refused the connection: %s", self.site,
                       self.settings.host, self.settings.port, reason_text(reason))
             return
-        client.publish(self._topics.site_status(self.site), SITE_ONLINE, qos=1, retain=True)
         client.subscribe(self._topics.command_filter(self.site), qos=1)
-        self._connected.set()
         self._work.put(("wake",))
         log.info("site %s: connected to %s:%d", self.site, self.settings.host,
                  self.settings.port)
+
+    def _on_subscribe(self, client: mqtt.Client, _u: Any, _mid: int,
+                      reasons: list[ReasonCode], _p: Any) -> None:
+        """Online (and `connected`) only once commands can reach us: after the SUBACK."""
+        if any(reason.is_failure for reason in reasons):
+            log.error("site %s: broker refused the command subscription: %s (check the ACL)",
+                      self.site, ", ".join(reason_text(r) for r in reasons))
+        client.publish(self._topics.site_status(self.site), SITE_ONLINE, qos=1, retain=True)
+        self._connected.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
         was = self._connected.is_set()

@@ -147,6 +147,7 @@ class ViewerLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         s = self.settings
         try:
             client.connect_async(
@@ -251,8 +252,15 @@ class ViewerLink:
         # reconnect of the persistent session.
         client.subscribe(self._topics.everything(),
                          options=SubscribeOptions(qos=1, retainHandling=1))
-        self._to_loop(self._set_connected, True)
         log.info("viewer: connected to %s:%d", self.settings.host, self.settings.port)
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: list[ReasonCode],
+                      _p: Any) -> None:
+        """`connected` only once messages can reach us: after the SUBACK."""
+        if any(reason.is_failure for reason in reasons):
+            log.error("viewer: broker refused the subscription to %s: %s (check the ACL)",
+                      self._topics.everything(), ", ".join(reason_text(r) for r in reasons))
+        self._to_loop(self._set_connected, True)
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
         self._to_loop(self._set_connected, False)
