@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from recorder.clock import Clock, SystemClock
-from viewer import api, views
+from viewer import admin, api, views
 from viewer.accounts import SCRYPT_N, Accounts
 from viewer.audit import AuditLog
 from viewer.auth import (
@@ -158,6 +158,7 @@ def create_app(ctx: ViewerContext) -> web.Application:
     app[CTX] = ctx
     app.on_response_prepare.append(_security_headers)
     views.add_routes(app)
+    admin.add_routes(app)
     api.add_routes(app)
     if importlib.util.find_spec("viewer.live") is not None:
         from viewer import live
