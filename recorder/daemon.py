@@ -83,7 +83,9 @@ class Recorder:
         self.options = options or DaemonOptions()
         ing = self.options.ingest
         self._opener = opener or PyavOpener(
-            open_timeout_s=ing.open_timeout_s, read_timeout_s=ing.read_timeout_s
+            open_timeout_s=ing.open_timeout_s,
+            read_timeout_s=ing.read_timeout_s,
+            read_interrupt=ing.read_interrupt,
         )
         self._sink_factories = list(sink_factories)
         self._notifier = notifier or Notifier()
@@ -271,8 +273,9 @@ class Recorder:
                 for stream in ("main", "sub"):
                     self.health.stream(camera.name, stream).last_error = f"probe: {err}"
                 await asyncio.sleep(delay_s)
-        main_url = probe.main.rtsp_uri
-        sub_url = probe.sub.rtsp_uri if probe.sub is not None else None
+        main_url = probe.main.stream_uri
+        # a camera with a single profile reports it as both main and sub: record it once
+        sub_url = probe.sub.stream_uri if probe.sub.stream_uri != main_url else None
         clog.info("ONVIF probe: main %s, sub %s, clock offset %.1f s",
                   main_url, sub_url, probe.clock_offset_s or 0.0)  # fmt: skip
         if self.index is not None:

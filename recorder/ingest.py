@@ -98,6 +98,7 @@ class IngestSettings:
     healthy_run_s: float = 10.0  # a run this long resets the back-off
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    read_interrupt: bool = False  # PyAV's per-read interrupt too (see PyavOpener)
 
 
 # --- PyAV ----------------------------------------------------------------------------------
@@ -131,14 +132,25 @@ class PyavSource:
 class PyavOpener:
     """RTSP over TCP through FFmpeg, with timeouts that fire inside FFmpeg.
 
-    Two timeouts, both needed (measured, docs/ingest.md): the RTSP demuxer's ``timeout``
-    option (socket I/O, microseconds) and PyAV's ``timeout=(open_s, read_s)`` interrupt
-    callback, which also covers a server that keeps the TCP connection but sends nothing.
+    Measured (docs/ingest.md): the RTSP demuxer's ``timeout`` option (socket I/O, in
+    microseconds) ends a read on a silent connection after about twice its value. PyAV's
+    ``timeout=(open_s, read_s)`` bounds the open; its *read* part is off by default
+    because its interrupt callback takes the GIL on every socket read FFmpeg makes (it
+    cost 0.2 % of a core per camera, a third of the whole remux). ``read_interrupt=True``
+    turns it on, for cameras that keep sending RTCP while their video is frozen (the
+    socket is then never silent, so only the interrupt notices).
     """
 
-    def __init__(self, *, open_timeout_s: float = 10.0, read_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
+        read_interrupt: bool = False,
+    ) -> None:
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
+        self.read_interrupt = read_interrupt
 
     def open(self, url: str) -> Source:
         if not url.startswith(("rtsp://", "rtsps://")):
@@ -162,7 +174,9 @@ class PyavOpener:
         shown = _redact(url)
         try:
             container = av.open(
-                url, options=options, timeout=(self.open_timeout_s, self.read_timeout_s)
+                url,
+                options=options,
+                timeout=(self.open_timeout_s, self.read_timeout_s if self.read_interrupt else None),
             )
         except (av.error.FFmpegError, OSError) as err:
             raise SourceError(

@@ -115,11 +115,13 @@ def test_run_from_gstreamer_reaches_sinks_and_ends_on_stop(gst_rtsp) -> None:
     assert health.reconnects == 0 and not run_log.gaps
 
 
-def test_read_timeout_fires_on_a_stalled_stream(gst_rtsp, fault_proxy) -> None:
+@pytest.mark.parametrize("read_interrupt", [False, True], ids=["ffmpeg-socket", "pyav-interrupt"])
+def test_read_timeout_fires_on_a_stalled_stream(gst_rtsp, fault_proxy, read_interrupt) -> None:
     url = gst_rtsp()
     host_port = urlsplit(url)
     proxy = fault_proxy(host_port.hostname, host_port.port)
-    source = PyavOpener(open_timeout_s=5, read_timeout_s=1.0).open(proxy.url_for(url))
+    opener = PyavOpener(open_timeout_s=5, read_timeout_s=1.0, read_interrupt=read_interrupt)
+    source = opener.open(proxy.url_for(url))
     stalled_at = None
     try:
         with pytest.raises(SourceError, match="timed out"):

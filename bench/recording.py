@@ -1,0 +1,426 @@
+"""Recording cost: Dozor's recorder against `ffmpeg -c copy -f segment` and Debian's `motion`.
+
+    python -m bench.recording --cameras 8 --seconds 30
+
+Starts the camera simulator (N cameras, main 1080p + sub 360p, RTSP only) once, then runs,
+one after another on the same streams so they do not compete for the two cores:
+
+1. `dozor-recorder` (subprocess, temporary storage root, 60 s segments, main + sub);
+2. the floor: one `ffmpeg -rtsp_transport tcp -i URL -c copy -f segment -segment_time 60`
+   per stream (main + sub of every camera);
+3. Debian's `motion` (`motion -n -c FILE`): `netcam_url` = sub (decoded for detection),
+   `netcam_high_url` = main with `movie_passthrough on`, and `emulate_motion on` so it
+   records continuously like the other two.
+
+For each: CPU over the measured window (utime + stime of every process, children included,
+from /proc/<pid>/stat) as % of one core per camera, peak RSS (VmHWM), bytes written; for the
+recorder also bytes received, gaps and reconnects from its /health. Prints a table with
+ratios to ffmpeg and, last, one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+REPO = Path(__file__).resolve().parents[1]
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+SIM_START_TIMEOUT_S = 300.0
+
+
+@dataclass
+class Figures:
+    system: str
+    cameras: int
+    window_s: float = 0.0
+    cpu_s: float = 0.0
+    cpu_pct_core_per_camera: float = 0.0
+    peak_rss_mib: float = 0.0
+    bytes_written: int = 0
+    bytes_received: int | None = None
+    written_over_received: float | None = None  # file bytes / received bytes, whole run
+    window_media_over_received: float | None = None  # payload written / received, window
+    gaps: int | None = None
+    reconnects: int | None = None
+    streams_up: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Cam:
+    name: str
+    main: str
+    sub: str
+    user: str
+    password: str
+
+    def url(self, stream: str) -> str:
+        raw = self.main if stream == "main" else self.sub
+        auth = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}@"
+        return raw.replace("rtsp://", "rtsp://" + auth, 1)
+
+
+# --- /proc ----------------------------------------------------------------------------------
+
+
+def cpu_s(pids: Sequence[int]) -> float:
+    """utime + stime + cutime + cstime of the processes, in seconds (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += sum(int(v) for v in fields[11:15])  # fields 14-17 of proc(5)
+    return total / TICKS_PER_S
+
+
+def peak_rss_mib(pids: Sequence[int]) -> float:
+    total_kib = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total_kib += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kib / 1024
+
+
+def tree_pids(root_pid: int) -> list[int]:
+    """The process and its descendants (motion and ffmpeg do not fork, but be safe)."""
+    pids, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        todo.extend(int(c) for c in children)
+    return pids
+
+
+def dir_bytes(root: Path, suffixes: tuple[str, ...]) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.suffix in suffixes)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(procs: Sequence[subprocess.Popen[bytes]], sig: int = signal.SIGTERM) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+    deadline = time.monotonic() + 30
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def measure(
+    figures: Figures,
+    pids: Callable[[], list[int]],
+    warmup_s: float,
+    seconds: float,
+    at_edges: Callable[[], None] = lambda: None,
+) -> None:
+    """CPU over [warm-up end, + seconds]; `at_edges` runs at both edges (counter snapshots)."""
+    time.sleep(warmup_s)
+    at_edges()
+    t0, c0 = time.monotonic(), cpu_s(pids())
+    time.sleep(seconds)
+    t1, c1 = time.monotonic(), cpu_s(pids())
+    at_edges()
+    figures.window_s = round(t1 - t0, 2)
+    figures.cpu_s = round(c1 - c0, 3)
+    figures.cpu_pct_core_per_camera = round(100 * (c1 - c0) / (t1 - t0) / figures.cameras, 3)
+    figures.peak_rss_mib = round(peak_rss_mib(pids()), 1)
+
+
+# --- the simulator ---------------------------------------------------------------------------
+
+
+def start_simulator(cameras: int, log: Path) -> tuple[subprocess.Popen[bytes], list[Cam]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "camera_drivers.sim", "--cameras", str(cameras), "--json",
+         "--no-onvif", "--no-discovery", "--control-port", "-1", "--log-level", "WARNING"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=log.open("wb"),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    cams: list[Cam] = []
+    deadline = time.monotonic() + SIM_START_TIMEOUT_S
+    while len(cams) < cameras and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        rec = json.loads(line)
+        cams.append(Cam(rec["name"], rec["rtsp_main"], rec["rtsp_sub"], rec["user"],
+                        rec["password"]))  # fmt: skip
+    if len(cams) < cameras:
+        stop([proc])
+        raise SystemExit(f"simulator did not start: {log.read_text()[-2000:]}")
+    return proc, cams
+
+
+# --- the three systems -----------------------------------------------------------------------
+
+
+def run_recorder(cams: list[Cam], work: Path, warmup_s: float, seconds: float) -> Figures:
+    figures = Figures("dozor-recorder", len(cams))
+    root = work / "recorder"
+    port = free_port()
+    lines = [
+        'site = "bench"', "[storage]", f'root = "{root}"', "segment_duration_s = 60",
+        'min_free_bytes = "1GiB"', 'stop_below_free_bytes = "256MiB"',
+        "[health]", f"port = {port}",
+    ]  # fmt: skip
+    for cam in cams:
+        lines += [
+            "[[cameras]]", f'name = "{cam.name}"', f'main_url = "{cam.main}"',
+            f'sub_url = "{cam.sub}"', f'user = "{cam.user}"', f'password = "{cam.password}"',
+        ]  # fmt: skip
+    config = work / "site.toml"
+    config.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recorder.cli", "--config", str(config), "--log-level", "WARNING"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=(work / "recorder.log").open("wb"),
+    )  # fmt: skip
+
+    def health() -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+            return json.load(resp)
+
+    def streams(body: dict) -> list[dict]:
+        return [s for cam in body["cameras"].values() for s in cam.values()]
+
+    deadline = time.monotonic() + 60
+    body: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            body = health()
+            if sum(s["state"] == "recording" for s in streams(body)) == 2 * len(cams):
+                break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    else:
+        figures.notes.append("not every stream was recording before the window")
+    edges: list[tuple[int, int]] = []
+
+    def snapshot() -> None:
+        b = health()
+        written = b["storage"]["media_bytes_written"]
+        edges.append((sum(s["bytes_received"] for s in streams(b)), written))
+
+    try:
+        measure(figures, lambda: [proc.pid], warmup_s, seconds, snapshot)
+        body = health()
+    finally:
+        stop([proc])
+    (r0, w0), (r1, w1) = edges
+    if r1 > r0:
+        figures.window_media_over_received = round((w1 - w0) / (r1 - r0), 4)
+    figures.streams_up = sum(s["state"] == "recording" for s in streams(body))
+    figures.bytes_received = sum(s["bytes_received"] for s in streams(body))
+    figures.gaps = sum(s["gaps"] for s in streams(body))
+    figures.reconnects = sum(s["reconnects"] for s in streams(body))
+    figures.bytes_written = dir_bytes(root, (".mp4",))
+    if figures.bytes_received:
+        figures.written_over_received = round(figures.bytes_written / figures.bytes_received, 4)
+    if proc.returncode != 0:
+        figures.notes.append(f"recorder exited with {proc.returncode}")
+    return figures
+
+
+def run_ffmpeg(cams: list[Cam], work: Path, warmup_s: float, seconds: float) -> Figures:
+    figures = Figures("ffmpeg -c copy -f segment", len(cams))
+    out = work / "ffmpeg"
+    out.mkdir()
+    log = (work / "ffmpeg.log").open("wb")
+    procs = []
+    for cam in cams:
+        for stream in ("main", "sub"):
+            procs.append(subprocess.Popen(
+                ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
+                 "-i", cam.url(stream), "-map", "0:v", "-c", "copy", "-f", "segment",
+                 "-segment_time", "60", "-reset_timestamps", "1",
+                 str(out / f"{cam.name}-{stream}-%03d.mp4")],
+                stdout=subprocess.DEVNULL, stderr=log,
+            ))  # fmt: skip
+    try:
+        measure(figures, lambda: [p.pid for p in procs], warmup_s, seconds)
+        figures.streams_up = sum(p.poll() is None for p in procs)
+    finally:
+        stop(procs, signal.SIGINT)  # ffmpeg finishes its file on SIGINT
+    figures.bytes_written = dir_bytes(out, (".mp4",))
+    return figures
+
+
+MOTION_CONF = """\
+daemon off
+setup_mode off
+log_level 4
+log_file {log}
+target_dir {target}
+webcontrol_port 0
+stream_port 0
+picture_output off
+movie_output on
+movie_passthrough on
+movie_max_time 60
+movie_codec mp4
+emulate_motion on
+threshold 1500
+event_gap 60
+"""
+
+CAMERA_CONF = """\
+camera_id {id}
+camera_name {name}
+netcam_url {sub}
+netcam_high_url {main}
+netcam_params rtsp_transport=tcp
+netcam_high_params rtsp_transport=tcp
+width 640
+height 360
+framerate 15
+movie_filename {name}-%Y%m%d%H%M%S
+"""
+
+
+def run_motion(cams: list[Cam], work: Path, warmup_s: float, seconds: float) -> Figures:
+    figures = Figures("motion (passthrough)", len(cams))
+    target = work / "motion"
+    target.mkdir()
+    conf = work / "motion.conf"
+    text = MOTION_CONF.format(log=work / "motion.log", target=target)
+    for i, cam in enumerate(cams, start=1):
+        cam_conf = work / f"motion-{cam.name}.conf"
+        cam_conf.write_text(CAMERA_CONF.format(id=i, name=cam.name, sub=cam.url("sub"),
+                                               main=cam.url("main")))  # fmt: skip
+        text += f"camera {cam_conf}\n"
+    conf.write_text(text)
+    proc = subprocess.Popen(["motion", "-n", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=(work / "motion.stderr").open("wb"))  # fmt: skip
+    try:
+        measure(figures, lambda: tree_pids(proc.pid), warmup_s, seconds)
+        figures.streams_up = len(cams) if proc.poll() is None else 0
+    finally:
+        stop([proc])
+    figures.bytes_written = dir_bytes(target, (".mp4", ".mkv"))
+    if figures.bytes_written == 0:
+        figures.notes.append("motion wrote no movie (see motion.log)")
+    return figures
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def table(results: list[Figures], floor: Figures | None) -> str:
+    head = (f"{'system':<28} {'%core/cam':>9} {'x ffmpeg':>8} {'peakRSS MiB':>11} "
+            f"{'written MiB':>11} {'recv MiB':>9} {'wr/recv':>8} {'window':>7} {'gaps':>5} "
+            f"{'up':>4}")  # fmt: skip
+    rows = [head, "-" * len(head)]
+    for f in results:
+        ratio = (f"{f.cpu_pct_core_per_camera / floor.cpu_pct_core_per_camera:.2f}"
+                 if floor and floor.cpu_pct_core_per_camera else "-")  # fmt: skip
+        recv = f"{f.bytes_received / 2**20:.1f}" if f.bytes_received is not None else "-"
+        wr = f"{f.written_over_received:.4f}" if f.written_over_received is not None else "-"
+        win = f.window_media_over_received
+        win_text = f"{win:.4f}" if win is not None else "-"
+        gaps = str(f.gaps) if f.gaps is not None else "-"
+        rows.append(
+            f"{f.system:<28} {f.cpu_pct_core_per_camera:>9.3f} {ratio:>8} "
+            f"{f.peak_rss_mib:>11.1f} {f.bytes_written / 2**20:>11.1f} {recv:>9} {wr:>8} "
+            f"{win_text:>7} {gaps:>5} {f.streams_up:>4}"
+        )
+        rows += [f"    note: {n}" for n in f.notes]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.recording", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cameras", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured window")
+    parser.add_argument("--warmup-s", type=float, default=5.0)
+    parser.add_argument("--systems", default="recorder,ffmpeg,motion",
+                        help="comma-separated subset of recorder,ffmpeg,motion")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    runners = {"recorder": run_recorder, "ffmpeg": run_ffmpeg, "motion": run_motion}
+    unknown = set(systems) - set(runners)
+    if unknown:
+        parser.error(f"--systems: unknown {sorted(unknown)}")
+
+    work = Path(tempfile.mkdtemp(prefix="dozor-bench-recording-"))
+    print(f"bench.recording: {args.cameras} cameras (main 1080p + sub 360p), "
+          f"{args.seconds:g} s window after {args.warmup_s:g} s warm-up; work dir {work}",
+          flush=True)  # fmt: skip
+    sim, cams = start_simulator(args.cameras, work / "camsim.log")
+    results: list[Figures] = []
+    sim_cpu = []
+    try:
+        for name in systems:
+            s0, t0 = cpu_s([sim.pid]), time.monotonic()
+            figures = runners[name](cams, work, args.warmup_s, args.seconds)
+            sim_cpu.append(100 * (cpu_s([sim.pid]) - s0) / (time.monotonic() - t0))
+            results.append(figures)
+            print(f"  {name}: {figures.cpu_pct_core_per_camera:.3f} % of a core per camera",
+                  flush=True)  # fmt: skip
+    finally:
+        stop([sim])
+        if not args.keep:
+            subprocess.run(["rm", "-rf", str(work)], check=False)
+    floor = next((f for f in results if f.system.startswith("ffmpeg")), None)
+    print()
+    print(table(results, floor))
+    print("wr/recv: file bytes on disk / bytes received over the whole run (the packets before "
+          "each run's first keyframe are not recordable); window: payload bytes written / "
+          "received during the measured window.")  # fmt: skip
+    print(f"(the simulator itself used {max(sim_cpu, default=0):.0f} % of a core while serving)")
+    rec = next((f for f in results if f.system == "dozor-recorder"), None)
+    summary: dict[str, object] = {
+        "bench": "recording",
+        "cameras": args.cameras,
+        "seconds": args.seconds,
+        "results": [asdict(f) for f in results],
+    }
+    if rec and floor and floor.cpu_pct_core_per_camera:
+        summary["recorder_over_ffmpeg_cpu"] = round(
+            rec.cpu_pct_core_per_camera / floor.cpu_pct_core_per_camera, 3
+        )
+    motion = next((f for f in results if f.system.startswith("motion")), None)
+    if rec and motion and motion.cpu_pct_core_per_camera:
+        summary["recorder_over_motion_cpu"] = round(
+            rec.cpu_pct_core_per_camera / motion.cpu_pct_core_per_camera, 3
+        )
+    if rec:
+        summary["recorder_pct_core_total"] = round(rec.cpu_pct_core_per_camera * rec.cameras, 2)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
