@@ -121,6 +121,10 @@ def print_ready(fleet: Fleet, as_json: bool) -> None:
 
 
 async def run(config: FleetConfig, faults: Sequence[tuple[str, dict]], as_json: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before READY: a caller may stop us at once
+        loop.add_signal_handler(sig, stop.set)
     fleet = await start_fleet(config)
     try:
         for name, request in faults:
@@ -130,10 +134,6 @@ async def run(config: FleetConfig, faults: Sequence[tuple[str, dict]], as_json: 
                     raise SimError(f"--fault names no camera {name!r}")
                 apply_fault(camera, request)
         print_ready(fleet, as_json)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
         await fleet.close()
