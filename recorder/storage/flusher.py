@@ -199,7 +199,7 @@ class Flusher:
     def _add_gap(self, gap: GapRow) -> None:
         start_wall = gap.start_wall
         torn_end = self._torn_end.pop((gap.camera, gap.stream), None)
-        if gap.reason == "disk_full" and torn_end is not None:
+        if gap.reason in ("disk_full", "write_error") and torn_end is not None:
             start_wall = torn_end
         self._index.add_gap(gap.camera, gap.stream, start_wall, gap.end_wall, gap.reason)
         self._gaps += 1
@@ -210,6 +210,10 @@ class Flusher:
         path = self.root / seg.path
         where = f"site {self._site} camera {seg.camera}/{seg.stream}"
         if job.torn:
+            if not path.exists():  # the muxer never got to create it
+                self._dropped += 1
+                log.error("%s: segment %s was never written", where, seg.path)
+                return
             scan = fmp4.repair(path)  # invariant 3
             if scan is None:
                 self._dropped += 1

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import av
 
 from recorder.clock import Clock, SystemClock
-from recorder.errors import StorageError
 from recorder.index import ClosedSegment, GapRow
 from recorder.storage.layout import check_camera_name, segment_relpath
 from recorder.stream_types import StreamInfo
@@ -44,6 +43,7 @@ class WriterStats:
     dropped_no_dts: int
     dropped_before_keyframe: int
     dropped_disk_full: int
+    dropped_write_error: int  # while segments could not be opened or written (not ENOSPC)
     discontinuities: int
     write_errors: int
     storage_full: bool
@@ -116,6 +116,9 @@ class SegmentWriter:
         self._dropped_disk_full = 0
         self._discontinuities = 0
         self._write_errors = 0
+        self._dropped_write_error = 0
+        self._error_since_wall: float | None = None  # recording paused by write errors
+        self._next_error_log = float("-inf")
 
     def _reset_run_state(self) -> None:
         self._last_dts: int | None = None
@@ -138,8 +141,6 @@ class SegmentWriter:
         self._anchor_dts = None
         self._anchor_wall = info.run_start_wall
         self._seq = 0
-        if self._full:  # the time between runs is the ingest's gap, not ours
-            self._full_since_wall = info.run_start_wall
         self._reset_run_state()
         self._in_run = True
 
@@ -181,6 +182,8 @@ class SegmentWriter:
         elif out is None:
             if self._full:
                 self._dropped_disk_full += 1
+            elif self._error_since_wall is not None:
+                self._dropped_write_error += 1
             else:
                 self._dropped_before_keyframe += 1
             return
@@ -206,8 +209,15 @@ class SegmentWriter:
         self._in_run = False
         if self._out is not None:
             self._close_segment(self._end_dts())
-        elif self._full and self._last_dts is not None:
-            self._submit_gap(self._full_since_wall, self._wall_at(self._end_dts()), "disk_full")
+        elif self._last_dts is not None:
+            end_wall = self._wall_at(self._end_dts())
+            if self._full:
+                self._submit_gap(self._full_since_wall, end_wall, "disk_full")
+            elif self._error_since_wall is not None:
+                self._submit_gap(self._error_since_wall, end_wall, "write_error")
+        # The time between runs is the ingest's gap; the next run asks the guard afresh.
+        self._full = False
+        self._error_since_wall = None
         log.info("%s: run %d ended (%s)", self._where, self._info.run_id, reason)
         self._reset_run_state()
 
@@ -231,6 +241,7 @@ class SegmentWriter:
             dropped_disk_full=self._dropped_disk_full,
             discontinuities=self._discontinuities,
             write_errors=self._write_errors,
+            dropped_write_error=self._dropped_write_error,
             storage_full=self._full,
         )
 
@@ -280,8 +291,14 @@ class SegmentWriter:
                 self._guard_report_enospc()
                 self._enter_full(dts)
                 self._dropped_disk_full += 1
-                return False
-            raise StorageError(f"{self._where}: cannot open segment {path}: {err}") from err
+            else:  # retried at the next keyframe; never give up on a camera
+                self._pause_for_error(dts, f"cannot open segment {relpath}: {err}")
+                self._dropped_write_error += 1
+            return False
+        if self._error_since_wall is not None:
+            log.warning("%s: segments can be written again, recording resumes", self._where)
+            self._submit_gap(self._error_since_wall, start_wall, "write_error")
+            self._error_since_wall = None
         self._out = out
         self._relpath = relpath
         self._seg_base_dts = dts
@@ -364,15 +381,24 @@ class SegmentWriter:
         enospc = _is_enospc(err)
         if enospc:
             self._guard_report_enospc()
-        log.error("%s: writing %s failed: %s", self._where, self._relpath, err)
         # The fragment being written (the GOP that started at _gop_start_dts) is torn; the
         # flusher cuts the file back to its last complete fragment (invariant 3).
         gop_start = self._gop_start_dts
         self._close_segment(gop_start, torn=True)
         if enospc or (self._guard is not None and not self._guard.ok_to_write(force=True)):
+            log.error("%s: writing %s failed: %s", self._where, self._relpath, err)
             self._enter_full(gop_start)
-        else:
-            self._pending_discontinuity = True  # next segment starts at the next keyframe
+        else:  # a new segment is tried at the next keyframe
+            self._pause_for_error(gop_start, f"writing {self._relpath} failed: {err}")
+
+    def _pause_for_error(self, dts: int, what: str) -> None:
+        """Recording pauses until a segment can be written; logged at most once a minute."""
+        if self._error_since_wall is None:
+            self._error_since_wall = self._wall_at(dts)
+        now = self._clock.monotonic()
+        if now >= self._next_error_log:
+            self._next_error_log = now + 60.0
+            log.error("%s: %s (%d write errors so far)", self._where, what, self._write_errors)
 
     def _enter_full(self, dts: int) -> None:
         if not self._full:

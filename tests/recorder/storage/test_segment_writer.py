@@ -242,3 +242,29 @@ def test_writers_on_many_threads_share_one_flusher_and_guard(clips, open_clip, s
     assert flusher.stats().errors == 0
     for s in index.segments():  # (playability is checked by the tests above)
         assert (s.bytes, s.sha256) == hash_file(storage_root / s.path)
+
+
+def test_write_errors_pause_recording_and_it_resumes_with_a_gap(clips, open_clip, storage_root,
+                                                                index, flusher):
+    """Not ENOSPC (here: a file where the camera's directory must go): no exception reaches
+    the ingest thread, packets are dropped and counted, and the next keyframe retries."""
+    blocker = storage_root / "cam1"
+    blocker.write_bytes(b"not a directory")
+    src = open_clip(clips(seconds=4))
+    packets = list(src.packets())
+    writer = SegmentWriter(storage_root, flusher)
+    writer.on_run_start(src.info())
+    for p in packets[:35]:
+        writer.on_packet(p)
+    stats = writer.stats()
+    assert stats.write_errors == 3 and stats.dropped_write_error == 35
+    blocker.unlink()
+    for p in packets[35:]:
+        writer.on_packet(p)
+    writer.on_run_end("eof")
+    assert flusher.wait_idle(30)
+    (seg,) = index.segments()
+    assert seg.frames == len(packets) - 45 and seg.start_wall == pytest.approx(WALL0 + 3.0)
+    (gap,) = index.gaps(reason="write_error")
+    assert (gap.start_wall, gap.end_wall) == (pytest.approx(WALL0), pytest.approx(WALL0 + 3.0))
+    check_index_matches_files(storage_root, index)
