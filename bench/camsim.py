@@ -108,7 +108,7 @@ async def read_stream(counter: StreamCounter, user: str, password: str, stop: as
 
 def _read_json_lines(proc: subprocess.Popen, count: int, log: IO[str], what: str) -> list[dict]:
     assert proc.stdout is not None
-    records = []
+    records: list[dict] = []
     deadline = time.monotonic() + 300
     while len(records) < count and time.monotonic() < deadline:
         line = proc.stdout.readline()

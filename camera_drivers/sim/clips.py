@@ -23,8 +23,10 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
+from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 
 from camera_drivers.sim.errors import ClipError
@@ -34,7 +36,7 @@ from camera_drivers.sim.scene import SceneSpec
 
 log = logging.getLogger(__name__)
 
-CLIP_FORMAT_VERSION = 1
+CLIP_FORMAT_VERSION = 1  # bump when render.py changes the picture: cached clips go stale
 _MAGIC = b"DZCLIP1\n"
 _ENCODERS = {"h264": "libx264", "h265": "libx265"}
 # Parameter-set NAL types, in SDP order: H.264 SPS, PPS; H.265 VPS, SPS, PPS.
@@ -186,7 +188,7 @@ def encode_clip(scene: SceneSpec, profile: StreamProfile, codec: str = "h264") -
     gop_frames = _gop_frames(scene)
     renderer = SceneRenderer(scene, profile.width, profile.height)
     try:
-        ctx = av.CodecContext.create(_ENCODERS[codec], "w")
+        ctx = cast(VideoCodecContext, av.CodecContext.create(_ENCODERS[codec], "w"))
         ctx.width = profile.width
         ctx.height = profile.height
         ctx.pix_fmt = "yuv420p"
@@ -212,7 +214,7 @@ def encode_clip(scene: SceneSpec, profile: StreamProfile, codec: str = "h264") -
         raise ClipError(f"encoder returned {len(packets)} packets for {scene.frame_count} frames")
     frames = tuple(
         EncodedFrame(nals=tuple(split_annexb(bytes(p))), keyframe=bool(p.is_keyframe))
-        for p in sorted(packets, key=lambda p: p.pts)
+        for p in sorted(packets, key=lambda p: p.pts or 0)
     )
     return _make_clip(codec, profile.width, profile.height, scene.fps, gop_frames, frames)
 

@@ -135,8 +135,10 @@ def _background(seed: int, width: int, height: int) -> tuple[np.ndarray, np.ndar
     y[int(0.78 * height) : int(0.92 * height), :] = 100.0
     # Fine grain, fixed in time: a texture for the encoder, not noise.
     grain = np.random.default_rng(seed + 1).normal(0.0, 4.0, (height // 4 + 1, width // 4 + 1))
-    y += cv2.resize(grain.astype(np.float32), (width, height), interpolation=cv2.INTER_NEAREST)
-    y_plane = np.clip(y, 0, 255).astype(np.uint8)
+    grain_full = cv2.resize(
+        grain.astype(np.float32), (width, height), interpolation=cv2.INTER_NEAREST
+    )
+    y_plane = np.clip(y + grain_full, 0, 255).astype(np.uint8)
 
     tint = rng.uniform(-12, 12, (2, 9, 16)).astype(np.float32)
     cw, ch = width // 2, height // 2
