@@ -231,7 +231,9 @@ def peer_quality(clips: list[LabelledClip], workdir: Path) -> list[Outcome]:
 # ---- recorder-side CPU per camera ----------------------------------------------------------
 
 
-def dozor_cpu(path: Path, cameras: int, seconds: float) -> tuple[float, int]:
+def dozor_cpu(
+    path: Path, cameras: int, seconds: float, cfg: MotionConfig | None = None
+) -> tuple[float, int]:
     """Percent of one core per camera: demux paced in real time + MotionSink at 5 fps.
 
     Process CPU time (every thread, OpenCV's and FFmpeg's included) over wall time."""
@@ -239,7 +241,7 @@ def dozor_cpu(path: Path, cameras: int, seconds: float) -> tuple[float, int]:
     stop_at = time.monotonic() + seconds
 
     def run(k: int) -> None:
-        sink = MotionSink(f"cam{k}", MotionConfig(), lambda _c: None)
+        sink = MotionSink(f"cam{k}", cfg or MotionConfig(), lambda _c: None)
         while time.monotonic() < stop_at:
             with av.open(str(path)) as container:
                 info = stream_info_for(container, f"cam{k}")
@@ -326,6 +328,9 @@ def main() -> None:
     dz_cpu, dz_frames = dozor_cpu(cpu_clip.path, args.cameras, args.seconds)
     result["dozor_cpu_pct_per_camera"] = dz_cpu
     result["dozor_cpu_frames_processed"] = dz_frames
+    kf_cpu, _ = dozor_cpu(cpu_clip.path, args.cameras, args.seconds / 2,
+                          MotionConfig(decode="keyframes"))
+    result["dozor_keyframes_cpu_pct_per_camera"] = kf_cpu
 
     with tempfile.TemporaryDirectory(prefix="bench-motion-") as tmp:
         if have_peer:
@@ -360,7 +365,8 @@ def main() -> None:
         )
     print(f"dozor  {result['dozor_cpu_ms_per_frame']:.2f} ms CPU per processed frame "
           f"(decode of all frames included)")
-    print(f"dozor  recorder-side CPU per camera at 5 fps detection: {dz_cpu:.2f} % of a core")
+    print(f"dozor  recorder-side CPU per camera at 5 fps detection: {dz_cpu:.2f} % of a core "
+          f"(keyframes only: {kf_cpu:.2f} %)")
     if "motion_cpu_pct_per_camera" in result:
         print(f"motion CPU per camera: {result['motion_cpu_pct_per_camera']:.2f} % of a core; "
               f"ratio dozor/motion = {result['cpu_ratio_dozor_to_motion']:.2f}")

@@ -66,7 +66,8 @@ class MotionDetector:
     """Stateful detector for one camera. Not thread-safe: one ingest thread calls it."""
 
     _PERCENTILES = (0.02, 0.98)
-    _STRETCH_SMOOTHING = 0.2  # weight of each frame's percentiles in the smoothed stretch
+    _STRETCH_SMOOTHING = 0.5  # weight of each new percentile pair in the smoothed stretch
+    _STRETCH_EVERY = 3  # frames between percentile updates
     _MAX_GAIN = 4.0  # a dark, flat scene is stretched at most this much (noise grows too)
     _LEVEL_JUMP = 0.2  # the scene's light level jumping this much between frames: a lamp
     _MIN_THRESHOLD = 6.0  # never below sensor noise after the blur
@@ -95,6 +96,7 @@ class MotionDetector:
         self.recalibrations = 0
         self.gain = 1.0
         self._last_threshold = float(params.threshold)
+        self._stretch_count = 0
         self._level = 1.0  # frame-to-background light level ratio of the previous frame
         self.last_resized = np.zeros((1, 1), np.uint8)  # downscaled luma, before normalising
 
@@ -169,6 +171,9 @@ class MotionDetector:
         """
         if not self.params.contrast:
             return float(self.params.threshold)
+        self._stretch_count += 1
+        if self._lo_hi is not None and self._stretch_count % self._STRETCH_EVERY:
+            return self._last_threshold  # the stretch moves slowly: refresh it every few frames
         hist = cv2.calcHist([small], [0], self._keep, [256], [0, 256]).ravel()
         cdf = np.cumsum(hist)
         total = cdf[-1]
