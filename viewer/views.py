@@ -104,13 +104,15 @@ def _set_cookie(response: web.StreamResponse, name: str, value: str, max_age: in
     )
 
 
-async def login_form(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+async def login_form(
+    request: web.Request, error: str = "", status: int = 200, username: str = ""
+) -> web.Response:
     if current_session(request) is not None and request.method == "GET":
         raise web.HTTPSeeOther("/")
     language = language_of(request)
     token = secrets.token_urlsafe(32)
     html = render(
-        "login.html", language, lang=language, csrf=token,
+        "login.html", language, lang=language, csrf=token, username=username,
         error=f'<p class="error" role="alert">{escape(error)}</p>' if error else "",
         languages="".join(
             f'<a href="/language?set={lang}" class="{"active" if lang == language else ""}">'
@@ -145,7 +147,8 @@ async def login(request: web.Request) -> web.Response:
             outcome, key, status = "bad_credentials", "login.failed", 401
         ctx.audit.record(Action.LOGIN_FAILED, username=username, address=address,
                          outcome=outcome)
-        response = await login_form(request, translate(language, key), status=status)
+        response = await login_form(request, translate(language, key), status=status,
+                                    username=username)
         if isinstance(err, LoginThrottled):
             response.headers["Retry-After"] = str(max(1, round(err.retry_after_s)))
         return response
