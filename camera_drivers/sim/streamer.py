@@ -12,6 +12,8 @@ One task wakes when the next frame of any playing stream is due, stamps each due
 (`PacketizedFrame.stamp`) and writes the same bytes to every client of that stream. A client
 that joins starts at the next keyframe. A client whose transport buffers more than
 `max_buffered_bytes` is dropped: a slow reader never makes the simulator buffer without bound.
+RTCP sender reports (right after a client's first frame, then every 5 s) map RTP time to the
+camera's wall clock, including its configured `clock_offset_s`.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class StreamClient:
     label: str  # for logs: camera, stream and peer
     on_drop: Callable[[str], None]  # called with the reason when the streamer drops it
     waiting_for_keyframe: bool = True
+    report_due: bool = False  # an RTCP SR goes right after its first frame, then every 5 s
     bytes_sent: int = 0
     packets_sent: int = 0
 
@@ -193,8 +196,10 @@ class Streamer:
             self._send_frame(stream, frame)
         stream.next_frame = due + 1
         if now >= stream.next_sender_report_monotonic:
-            self._send_sender_reports(stream, due)
+            self._send_sender_reports(stream, due, everyone=True)
             stream.next_sender_report_monotonic = now + SENDER_REPORT_INTERVAL_S
+        elif any(c.report_due for c in stream.clients):
+            self._send_sender_reports(stream, due, everyone=False)
 
     def _send_frame(self, stream: MediaStream, frame: int) -> None:
         packetized = stream.packets.frames[frame % stream.frame_count]
@@ -206,6 +211,7 @@ class Streamer:
                 if not packetized.keyframe:
                     continue
                 client.waiting_for_keyframe = False
+                client.report_due = True
             data = stamped.get(client.channel)
             if data is None:
                 data = packetized.stamp(seq, ts, stream.ssrc, client.channel)
@@ -222,16 +228,19 @@ class Streamer:
                 self._drop(stream, client, f"slow reader: over {limit} bytes buffered")
         stream.frames_sent += 1
 
-    def _send_sender_reports(self, stream: MediaStream, frame: int) -> None:
+    def _send_sender_reports(self, stream: MediaStream, frame: int, everyone: bool) -> None:
         camera = stream.camera
         # Wall clock of the camera (with its configured offset) at the instant frame F was due.
         wall_s = time.time() - (time.monotonic() - stream.due_time(frame)) + camera.clock_offset_s
         for client in stream.clients:
             if client.waiting_for_keyframe or client.transport.is_closing():
                 continue
+            if not (everyone or client.report_due):
+                continue
+            client.report_due = False
             report = rtcp_sender_report(
                 stream.ssrc, wall_s, stream.rtp_timestamp(frame), client.packets_sent,
-                client.bytes_sent,
+                client.bytes_sent - client.packets_sent * 16,  # payload octets only
             )
             client.transport.write(interleave(client.channel + 1, report))
 

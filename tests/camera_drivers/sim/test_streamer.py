@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import time
 
 from camera_drivers.sim.fleet import FleetConfig, start_fleet
@@ -43,5 +44,33 @@ async def test_slow_reader_is_dropped_and_others_keep_streaming():
             await fast.read_interleaved(timeout_s=3)
         await fast.close()
         await slow.close()
+    finally:
+        await fleet.close()
+
+
+async def test_sender_report_maps_rtp_time_to_the_camera_clock_with_its_offset():
+    config = FleetConfig(
+        cameras=1, scene=SCENE, onvif=False, discovery=False, clock_offset_s=3600.0
+    )
+    fleet = await start_fleet(config)
+    camera = fleet.cameras[0]
+    try:
+        async with RawRtspClient(camera.rtsp_url("sub"), camera.user, camera.password) as c:
+            await c.start()
+            last_ts = None
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                channel, data = await c.read_interleaved(timeout_s=3)
+                if channel == 0:
+                    last_ts = struct.unpack_from(">I", data, 4)[0]
+                    continue
+                assert channel == 1 and data[1] == 200  # RTCP SR
+                ntp_sec, ntp_frac, rtp_ts = struct.unpack_from(">III", data, 8)
+                ntp_unix = ntp_sec - 2_208_988_800 + ntp_frac / 2**32
+                assert abs(ntp_unix - (time.time() + 3600.0)) < 1.0
+                assert rtp_ts == last_ts  # sent right after the frame it describes
+                break
+            else:
+                raise AssertionError("no RTCP sender report within 5 s")
     finally:
         await fleet.close()
