@@ -36,7 +36,7 @@ from viewer.web import CTX, SESSION_KEY, ViewerContext, current_session, json_er
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-SESSION_PURGE_INTERVAL_S = 3600.0
+HOUSEKEEPING_INTERVAL_S = 3600.0
 CSRF_EXEMPT = frozenset({"/login"})  # checked in the handler against the pre-login cookie
 
 CSP = "; ".join((
@@ -170,17 +170,18 @@ def create_app(ctx: ViewerContext) -> web.Application:
 
     tasks: list[asyncio.Task[None]] = []
 
-    async def purge_sessions() -> None:
+    async def housekeeping() -> None:
         while True:
             try:
                 ctx.sessions.purge()
+                ctx.desk.prune(ctx.config.alert_retain_days)
             except DatabaseError:
-                log.exception("viewer: could not purge expired sessions")
-            await asyncio.sleep(SESSION_PURGE_INTERVAL_S)
+                log.exception("viewer: housekeeping (sessions, old alerts) failed")
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
 
     async def start(app: web.Application) -> None:
         await ctx.health.start()
-        tasks.append(asyncio.get_running_loop().create_task(purge_sessions()))
+        tasks.append(asyncio.get_running_loop().create_task(housekeeping()))
         if ctx.link is not None:
             tasks.append(asyncio.get_running_loop().create_task(ctx.feed.pump(ctx.link)))
 

@@ -42,6 +42,7 @@ class ViewerConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     state_dir: Path = Path("/var/lib/dozor-viewer")
     database_path: Path = Path("/var/lib/dozor-viewer/viewer.db")
+    alert_retain_days: float = 90.0  # alerts, snapshots and acknowledgements; audit is kept
     broker: BrokerSettings | None = None  # None: run without a broker (tests, set-up)
     default_language: str = "uk"
     security: SecurityConfig = field(default_factory=SecurityConfig)
@@ -141,6 +142,12 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> ViewerConfig:
     database = state_dir / "viewer.db"
     if "database" in storage:
         database = path(_take(storage, "database", str, "[storage] "))
+    alert_retain_days = defaults.alert_retain_days
+    if "alert_retain_days" in storage:
+        alert_retain_days = _positive(
+            _take(storage, "alert_retain_days", (int, float), "[storage] "),
+            "[storage] alert_retain_days",
+        )
     _no_leftovers(storage, "[storage] ")
 
     broker = _broker(_section(raw, "broker"), path) if "broker" in raw else None
@@ -203,6 +210,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> ViewerConfig:
         tls=TlsConfig(cert_path=cert, key_path=key),
         state_dir=state_dir,
         database_path=database,
+        alert_retain_days=alert_retain_days,
         broker=broker,
         default_language=language,
         security=security,

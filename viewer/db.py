@@ -272,6 +272,19 @@ class ViewerDB:
         with _converted("update acknowledgement"):
             self._t("acknowledgements").update(ack_id, fields)
 
+    def prune_alerts(self, received_before: float) -> int:
+        """Delete alerts (with their snapshots and acknowledgements) received before."""
+        with _converted("prune alerts"):
+            self.db.execute(
+                "DELETE FROM acknowledgements WHERE alert_id IN "
+                "(SELECT id FROM alerts WHERE received_at < ?)",
+                [received_before],
+            )
+            cursor = self.db.execute(
+                "DELETE FROM alerts WHERE received_at < ?", [received_before]
+            )
+            return int(cursor.rowcount)
+
     # sites and cameras
 
     def upsert_site(self, site: str, online: bool, last_seen_at: float, status: Row) -> None:

@@ -214,6 +214,13 @@ class AlertDesk:
             return f"link error: {err}"
         return None
 
+    def prune(self, retain_days: float) -> int:
+        """Forget alerts older than retain_days (the audit log keeps who acknowledged)."""
+        removed = self._db.prune_alerts(self._clock.wall() - retain_days * 86400)
+        if removed:
+            log.info("viewer: removed %d alerts older than %g days", removed, retain_days)
+        return removed
+
     def schedule_resend(self, site: str) -> None:
         """The site is back: send the acknowledgements it has not confirmed (in order)."""
         if site in self._resending or self._link is None:

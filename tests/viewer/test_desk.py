@@ -102,3 +102,24 @@ async def test_ack_not_delivered_is_resent_when_the_site_returns(
             site.stop()
     finally:
         await link.stop()
+
+
+async def test_old_alerts_are_pruned(start_viewer, browser_factory):
+    viewer = await start_viewer()
+    viewer.add_user("officer", Role.DUTY_OFFICER)
+    feed = viewer.ctx.feed
+    feed.handle(EventMessage(site="village", camera="gate", event_id="old", type="new",
+                             start_unix_s=10.0))
+    feed.handle(Snapshot("village", "gate", "old", JPEG))
+    b = browser_factory(viewer)
+    await b.login("officer")
+    old_id = viewer.ctx.db.alert_by_event("village", "old")["id"]
+    await b.post(f"/api/alerts/{old_id}/ack", json={"comment": "done"})
+    viewer.clock.advance(91 * 86400)
+    feed.handle(EventMessage(site="village", camera="gate", event_id="new", type="new",
+                             start_unix_s=20.0))
+    assert viewer.ctx.desk.prune(90) == 1
+    assert viewer.ctx.db.alert_by_event("village", "old") is None
+    assert viewer.ctx.db.alert_by_event("village", "new") is not None
+    assert viewer.ctx.db.db["acknowledgements"].count == 0
+    assert viewer.ctx.audit.query(action=None, username="officer")[0].action == "acknowledge"
