@@ -171,6 +171,10 @@ def load_clip(
                 return read_clip(path)
             except ClipError as err:
                 log.warning("camsim: cached clip %s unreadable (%s), encoding again", path, err)
+        log.info(
+            "camsim: encoding the %s %dx%d clip (%d frames) once; later runs use the cache",
+            codec, profile.width, profile.height, scene.frame_count,
+        )
         started = time.monotonic()
         clip = encode_clip(scene, profile, codec)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
