@@ -175,6 +175,9 @@ class Flusher:
             except (OSError, RecorderError, ValueError) as err:
                 self._errors += 1
                 log.error("site %s: flusher failed on %s: %s", self._site, job, err)
+            except Exception:  # a bug must not stop every later segment from being indexed
+                self._errors += 1
+                log.exception("site %s: flusher failed on %s", self._site, job)
             finally:
                 if job is not None:
                     self._q.task_done()
