@@ -44,6 +44,13 @@ from recorder.stream_types import StreamInfo
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 30.0
+# Automatic fragmenting (fragment_s=None): bytes a fragment costs beyond the camera's own
+# data (moof 104 + mdat header 8 + our header 28 + WebSocket framing 4, measured), the
+# overhead aimed at, and the longest a frame may wait for its fragment to close.
+FRAGMENT_OVERHEAD_BYTES = 144
+AUTO_OVERHEAD_TARGET = 0.04
+AUTO_MAX_HOLD_S = 0.2
+AUTO_MIN_SPAN_S = 1.0  # stream seen for less than this: per frame
 MAX_TTL_S = 600.0
 STREAMS = ("main", "sub")
 
@@ -345,7 +352,9 @@ class LiveSink:
 
     `publish(payload)` must not block (paho's publish only queues). `fragment_s` 0 cuts a
     fragment per frame (lowest latency); > 0 groups frames up to that duration (less
-    overhead), math.inf one fragment per GOP: see docs/live.md for the measured trade-off.
+    overhead), math.inf one fragment per GOP; None (default) picks per session from the
+    stream's bitrate and frame rate so that the overhead stays near AUTO_OVERHEAD_TARGET
+    without holding a frame longer than AUTO_MAX_HOLD_S. See docs/live.md for figures.
     """
 
     def __init__(
@@ -356,7 +365,7 @@ class LiveSink:
         stream: str,
         publish: Callable[[bytes], None],
         clock: Clock | None = None,
-        fragment_s: float = 0.0,
+        fragment_s: float | None = None,
         jpeg_interval_s: float = 1.0,
         jpeg_quality: int = 70,
         jpeg_max_width: int = 1280,
@@ -373,7 +382,10 @@ class LiveSink:
         self._resend_init = False
         # Ingest thread state.
         self._info: StreamInfo | None = None
-        self._first_dts: int | None = None
+        self._first_dts: int | None = None  # of the run: anchors sample wall times
+        self._last_dts: int | None = None
+        self._seen_bytes = 0  # since the run started: the stream's own bitrate
+        self._seen_packets = 0
         self._mux: _FragmentMuxer | None = None
         self._jpeg: _JpegEncoder | None = None
         self._last_jpeg_mono: float | None = None
@@ -426,20 +438,27 @@ class LiveSink:
     def on_run_start(self, info: StreamInfo) -> None:
         self._stop_all("new run")
         self._info = info
-        self._first_dts = None
+        self._first_dts = self._last_dts = None
+        self._seen_bytes = self._seen_packets = 0
 
     def on_run_end(self, reason: str) -> None:
         self._stop_all(f"stream ended: {reason}")
         self._info = None
 
     def on_packet(self, packet: av.Packet) -> None:
+        dts = packet.dts
+        if dts is None:
+            return
+        if self._first_dts is None:
+            self._first_dts = dts
+        self._last_dts = dts
+        self._seen_bytes += packet.size
+        self._seen_packets += 1
         if not self._views and self._mux is None and self._jpeg is None:
             return  # the common case: nobody watches
         info = self._info
-        if info is None or packet.dts is None:
+        if info is None:
             return
-        if self._first_dts is None:
-            self._first_dts = packet.dts
         modes, resend = self._wanted_modes()
         try:
             self._feed_mse(info, packet, LiveMode.MSE in modes, resend)
@@ -471,7 +490,7 @@ class LiveSink:
         if self._mux is None:
             if not packet.is_keyframe:
                 return
-            self._mux = _FragmentMuxer(info, self._fragment_s)
+            self._mux = _FragmentMuxer(info, self._session_fragment_s(info))
         elif resend and self._mux.init_segment is not None:
             self._emit_init(info, self._mux)
         for data, first in self._mux.feed(packet, self._times(info, packet)):
@@ -483,6 +502,26 @@ class LiveSink:
                     ChunkKind.MEDIA, data, FLAG_KEYFRAME if first.keyframe else 0,
                     first.sample_wall_us, first.recv_wall_us,
                 )
+
+    def _session_fragment_s(self, info: StreamInfo) -> float:
+        """fragment_s for a new session: as configured, or chosen from what was seen."""
+        if self._fragment_s is not None:
+            return self._fragment_s
+        first, last = self._first_dts, self._last_dts
+        if first is None or last is None or self._seen_packets < 2:
+            return 0.0
+        span_s = (last - first) * info.time_base_num / info.time_base_den
+        if span_s < AUTO_MIN_SPAN_S:
+            return 0.0
+        fps = (self._seen_packets - 1) / span_s
+        bitrate_bps = self._seen_bytes * 8 / span_s
+        frames = math.ceil(FRAGMENT_OVERHEAD_BYTES * 8 * fps / (AUTO_OVERHEAD_TARGET * bitrate_bps))
+        frames = max(1, min(frames, math.floor(AUTO_MAX_HOLD_S * fps)))
+        log.info("%s: live fragments of %d frame(s) (%.0f kbit/s, %.1f fps)", self._tag(),
+                 frames, bitrate_bps / 1000, fps)
+        # The muxer closes a fragment once it spans frag_duration: half a frame under k
+        # frames makes that exactly k.
+        return 0.0 if frames == 1 else (frames - 0.5) / fps
 
     def _emit_init(self, info: StreamInfo, mux: _FragmentMuxer) -> None:
         meta = {"codec": mux.codec, "width": info.width, "height": info.height,

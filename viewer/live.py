@@ -85,7 +85,8 @@ class LiveFeed:
         self._request = request
         self.ttl_s = ttl_s
         self.watchers: set[Watcher] = set()
-        self.init: bytes | None = None
+        self.init: bytes | None = None  # the INIT payload as received
+        self.init_segment: bytes | None = None  # its body: ftyp+moov
         self.gop: list[bytes] = []  # payloads since the last keyframe (MSE) or the last JPEG
         self.last_seq: int | None = None
         self.bytes_received = 0
@@ -141,15 +142,17 @@ class LiveFeed:
         lost = self.last_seq is not None and chunk.seq != (self.last_seq + 1) & 0xFFFFFFFF
         self.last_seq = chunk.seq
         if chunk.kind is ChunkKind.INIT:
-            self.gop.clear()
-            if payload != self.init:
-                self.init = payload
+            # The site re-sends the init segment when another viewer joins: the same
+            # segment changes nothing here, and must not freeze anybody's picture.
+            if chunk.body != self.init_segment:
+                self.init, self.init_segment = payload, chunk.body
+                self.gop.clear()
                 for w in self.watchers:
                     w.offer(payload, media=False)
                     w.need_keyframe = True
             return
         if chunk.kind is ChunkKind.END:
-            self.init = None
+            self.init = self.init_segment = None
             self.gop.clear()
             text = json.dumps({"type": "end", "reason": (chunk.meta or {}).get("reason", "")})
             for w in self.watchers:

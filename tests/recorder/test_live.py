@@ -26,6 +26,7 @@ from recorder.live import (
     LivePayload,
     LiveRequestError,
     LiveSink,
+    _trun_sample_count,
     codec_string,
     decode_payload,
     parse_live_command,
@@ -128,7 +129,7 @@ def published() -> list[LivePayload]:
 
 @pytest.fixture
 def sink(clock: StepClock, published: list[LivePayload]) -> LiveSink:
-    return LiveSink(site="village", camera="gate", stream="sub",
+    return LiveSink(site="village", camera="gate", stream="sub", fragment_s=0.0,
                     publish=lambda payload: published.append(decode_payload(payload)), clock=clock)
 
 
@@ -197,6 +198,42 @@ def test_grouped_fragments_start_on_keyframes(
     out = tmp_path / "grouped.mp4"
     out.write_bytes(published[0].body + b"".join(c.body for c in media))
     assert ffprobe_frames(out) >= len(fed) - 4
+
+
+@pytest.mark.parametrize(("bitrate_bps", "frames"), [(2_000_000, 1), (256_000, 2), (50_000, 3)])
+def test_automatic_fragmenting_follows_the_bitrate(
+    h264_clip: Path, clock: StepClock, bitrate_bps: int, frames: int, tmp_path: Path
+) -> None:
+    published: list[LivePayload] = []
+    sink = LiveSink(site="village", camera="gate", stream="sub", clock=clock,
+                    publish=lambda payload: published.append(decode_payload(payload)))
+    r = Replay(h264_clip, sink, clock)
+    seen = r.feed(29)  # two seconds of stream before anybody watches, up to a keyframe
+    # Pretend the stream ran at bitrate_bps: the choice depends on nothing else.
+    span_s = (seen[-1].dts - seen[0].dts + 6000) * r.stream.time_base
+    sink._seen_bytes = int(bitrate_bps * span_s / 8)
+    sink.request("v1")
+    r.feed(16)
+    r.close()
+    media = [c for c in published if c.kind is ChunkKind.MEDIA]
+    assert media[0].keyframe
+    counts = [_trun_sample_count(c.body) for c in media]
+    assert max(set(counts), key=counts.count) == frames, counts
+    out = tmp_path / "auto.mp4"
+    out.write_bytes(published[0].body + b"".join(c.body for c in media))
+    assert ffprobe_frames(out) == sum(counts)
+
+
+def test_sample_wall_times_follow_the_run_anchor(
+    replay: Replay, sink: LiveSink, clock: StepClock, published: list[LivePayload]
+) -> None:
+    run_start_us = int(clock.wall() * 1e6)
+    replay.feed(20)  # nobody watches yet
+    sink.request("v1")
+    replay.feed(20)
+    media = [c for c in published if c.kind is ChunkKind.MEDIA]
+    offset_s = (media[0].sample_wall_us - run_start_us) / 1e6
+    assert offset_s == pytest.approx(30 / FPS, abs=0.01)  # the keyframe at packet 30
 
 
 def test_ttl_expiry_stops_publishing(
