@@ -23,10 +23,10 @@ from bench.live import (
     start_mosquitto,
     viewer_link,
 )
-from recorder.live import ChunkKind, LivePayload, _trun_sample_count, decode_payload
+from recorder.live import ChunkKind, LiveMode, LivePayload, _trun_sample_count, decode_payload
 from viewer.accounts import Role
 from viewer.audit import Action
-from viewer.live import LiveAccess, LiveHub, add_live_routes
+from viewer.live import FeedKey, LiveAccess, LiveFeed, LiveHub, Watcher, add_live_routes
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +235,77 @@ async def test_viewer_app_live_view_with_permissions_and_audit(
             assert {e.username for e in denied} == {"reviewer", "elsewhere"}
         finally:
             await link.stop()
+
+
+# -- the feed's rules, on hand-made payloads ------------------------------------------------
+
+
+def _payload(kind: ChunkKind, seq: int, body: bytes = b"x", key: bool = False) -> bytes:
+    return LivePayload(kind, seq, body, 1 if key else 0).encode()
+
+
+def _feed_with_watcher() -> tuple[LiveFeed, Watcher]:
+    async def request(site: str, kind: str, args: dict[str, Any], timeout_s: float) -> dict:
+        return {}
+
+    key = FeedKey("s1", "gate", "sub", LiveMode.MSE)
+    feed = LiveFeed(key, request, 30)
+    watcher = Watcher(key)
+    feed.join(watcher)
+    return feed, watcher
+
+
+def _deliver(feed: LiveFeed, *payloads: bytes) -> None:
+    for payload in payloads:
+        feed.deliver(decode_payload(payload), payload)
+
+
+def _drain(watcher: Watcher) -> list[int]:
+    seqs = []
+    while not watcher.queue.empty():
+        item = watcher.queue.get_nowait()
+        assert isinstance(item, bytes)
+        seqs.append(decode_payload(item).seq)
+    return seqs
+
+
+async def test_resent_identical_init_does_not_freeze_watchers() -> None:
+    feed, watcher = _feed_with_watcher()
+    _deliver(feed, _payload(ChunkKind.INIT, 1, b"moov"), _payload(ChunkKind.MEDIA, 2, key=True),
+             _payload(ChunkKind.MEDIA, 3), _payload(ChunkKind.INIT, 4, b"moov"),
+             _payload(ChunkKind.MEDIA, 5))
+    assert _drain(watcher) == [1, 2, 3, 5]
+
+
+async def test_lost_fragment_waits_for_the_next_keyframe() -> None:
+    feed, watcher = _feed_with_watcher()
+    _deliver(feed, _payload(ChunkKind.INIT, 1, b"moov"), _payload(ChunkKind.MEDIA, 2, key=True),
+             _payload(ChunkKind.MEDIA, 4), _payload(ChunkKind.MEDIA, 5),
+             _payload(ChunkKind.MEDIA, 6, key=True), _payload(ChunkKind.MEDIA, 7))
+    assert _drain(watcher) == [1, 2, 6, 7]
+    assert [decode_payload(p).seq for p in feed.gop] == [6, 7]
+
+
+async def test_slow_watcher_drops_up_to_a_keyframe() -> None:
+    feed, watcher = _feed_with_watcher()
+    _deliver(feed, _payload(ChunkKind.INIT, 1, b"moov"), _payload(ChunkKind.MEDIA, 2, key=True))
+    seq = 3
+    while not watcher.queue.full():
+        _deliver(feed, _payload(ChunkKind.MEDIA, seq))
+        seq += 1
+    _deliver(feed, _payload(ChunkKind.MEDIA, seq), _payload(ChunkKind.MEDIA, seq + 1))
+    assert watcher.messages_dropped == 1 and watcher.need_keyframe
+    _drain(watcher)
+    _deliver(feed, _payload(ChunkKind.MEDIA, seq + 2),
+             _payload(ChunkKind.MEDIA, seq + 3, key=True))
+    assert _drain(watcher) == [seq + 3]
+
+
+async def test_late_joiner_starts_from_the_gop_cache() -> None:
+    feed, _ = _feed_with_watcher()
+    _deliver(feed, _payload(ChunkKind.INIT, 1, b"moov"), _payload(ChunkKind.MEDIA, 2, key=True),
+             _payload(ChunkKind.MEDIA, 3), _payload(ChunkKind.MEDIA, 4, key=True),
+             _payload(ChunkKind.MEDIA, 5))
+    late = Watcher(feed.key)
+    feed.join(late)
+    assert _drain(late) == [1, 4, 5]
