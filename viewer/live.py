@@ -130,9 +130,9 @@ class LiveFeed:
 
     def join(self, watcher: Watcher) -> None:
         self.watchers.add(watcher)
-        if self.key.mode is LiveMode.MSE and self.init is not None and self.gop:
+        if self.key.mode is LiveMode.MSE and self.init is not None:
             watcher.offer(self.init, media=False)
-            for payload in self.gop:
+            for payload in self.gop:  # empty after a loss: the watcher waits for a keyframe
                 watcher.offer(payload, keyframe=payload is self.gop[0])
         elif self.key.mode is LiveMode.JPEG and self.gop:
             watcher.offer(self.gop[-1], keyframe=True)
@@ -246,7 +246,9 @@ class LiveHub:
         for ws in list(self.sockets):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"viewer shutting down")
         for key in list(self.feeds):
-            feed = self.feeds.pop(key)
+            feed = self.feeds.pop(key, None)  # a closing socket may have ended it already
+            if feed is None:
+                continue
             for w in feed.watchers:
                 w.offer(json.dumps({"type": "end", "reason": "viewer shutting down"}),
                         media=False)

@@ -309,3 +309,13 @@ async def test_late_joiner_starts_from_the_gop_cache() -> None:
     late = Watcher(feed.key)
     feed.join(late)
     assert _drain(late) == [1, 4, 5]
+
+
+async def test_joiner_after_a_loss_still_gets_the_init() -> None:
+    feed, _ = _feed_with_watcher()
+    _deliver(feed, _payload(ChunkKind.INIT, 1, b"moov"), _payload(ChunkKind.MEDIA, 2, key=True),
+             _payload(ChunkKind.MEDIA, 4))
+    late = Watcher(feed.key)
+    feed.join(late)
+    _deliver(feed, _payload(ChunkKind.MEDIA, 5), _payload(ChunkKind.MEDIA, 6, key=True))
+    assert _drain(late) == [1, 6]
