@@ -3,7 +3,7 @@
 #   a CA, a server certificate, one password per site and for the viewer, the mosquitto
 #   password file, and the ACL file (copied from config/mosquitto/acl).
 #
-# usage: make-certs.sh OUTDIR SERVER_NAME SITE [SITE...]
+# usage: [CLIENT_CERTS=1] make-certs.sh OUTDIR SERVER_NAME SITE [SITE...]
 #   OUTDIR       e.g. /etc/mosquitto/dozor (created; the CA key stays here: move it offline
 #                once all certificates are made)
 #   SERVER_NAME  the broker's host name or IP address, as sites will dial it
@@ -58,6 +58,22 @@ if [ ! -f server.crt ]; then
         -out server.crt -days "$days_server" -extfile server.ext 2>/dev/null
     rm -f server.csr server.ext
     echo "made server certificate for $server ($san)"
+fi
+
+# Optional client certificates (CLIENT_CERTS=1): clients/<user>.crt and .key, signed by the
+# CA, for BrokerSettings.cert_file/key_file (and require_certificate true on the broker).
+if [ "${CLIENT_CERTS:-0}" = 1 ]; then
+    mkdir -p clients
+    for user in viewer "$@"; do
+        [ -f "clients/$user.crt" ] && continue
+        printf 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n' > client.ext
+        openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+            -keyout "clients/$user.key" -out client.csr -subj "/CN=$user" 2>/dev/null
+        openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+            -out "clients/$user.crt" -days "$days_server" -extfile client.ext 2>/dev/null
+        rm -f client.csr client.ext
+    done
+    echo "made client certificates in $out/clients"
 fi
 
 # Passwords: keep existing ones, make new ones; rebuild the password file from them all.

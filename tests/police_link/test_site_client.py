@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,7 @@ from police_link import (
     ValidationError,
     ViewerLink,
 )
-from tests.fixtures.mosquitto import MosquittoBroker
+from tests.fixtures.mosquitto import Credentials, MosquittoBroker
 from tests.police_link.conftest import next_of
 
 
@@ -197,3 +198,26 @@ async def test_full_outbox_drops_snapshots_then_old_alerts_and_viewer_learns_why
     assert gaps and missing <= reported
     assert [e.seq for e in events] == sorted(e.seq for e in events)
     assert site.stats().dropped == sum(reports[0].counts.values())
+
+
+async def test_client_certificate_when_the_broker_requires_one(
+    mosquitto_pki: tuple[Path, dict[str, Credentials]], tmp_path: Path
+) -> None:
+    pki, credentials = mosquitto_pki
+    broker = MosquittoBroker(pki, tmp_path / "broker", credentials,
+                             changes={"require_certificate": "true"})
+    broker.start()
+    cert_file, key_file = broker.client_cert("site-b")
+    with_cert = SiteLink("site-b", broker.settings("site-b", cert_file=cert_file,
+                                                   key_file=key_file),
+                         str(tmp_path / "b.db"), cameras=["cam1"])
+    without = SiteLink("site-a", broker.settings("site-a"), str(tmp_path / "a.db"))
+    try:
+        with_cert.start()
+        without.start()
+        assert with_cert.wait_connected(10)
+        assert not without.wait_connected(1)
+    finally:
+        with_cert.stop()
+        without.stop()
+        broker.stop()
