@@ -515,6 +515,8 @@ class LiveSink:
             return 0.0
         fps = (self._seen_packets - 1) / span_s
         bitrate_bps = self._seen_bytes * 8 / span_s
+        if bitrate_bps <= 0:
+            return 0.0
         frames = math.ceil(FRAGMENT_OVERHEAD_BYTES * 8 * fps / (AUTO_OVERHEAD_TARGET * bitrate_bps))
         frames = max(1, min(frames, math.floor(AUTO_MAX_HOLD_S * fps)))
         log.info("%s: live fragments of %d frame(s) (%.0f kbit/s, %.1f fps)", self._tag(),
