@@ -81,6 +81,10 @@ class MotionSink:
             ctx.options = {"skip_loop_filter": "all", "flags2": "+fast"}
             if self.cfg.decode == "keyframes":
                 ctx.skip_frame = "NONKEY"
+            elif self.cfg.decode == "fps":
+                # frames nothing refers to (B-frames, SVC-T layers of "smart" codecs) need
+                # not be decoded when only a few frames a second are looked at
+                ctx.skip_frame = "NONREF"
         except (av.FFmpegError, ValueError) as err:
             log.error("site %s camera %s: cannot open a %s decoder for motion: %s", info.site,
                       self.camera, info.codec, err)
