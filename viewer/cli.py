@@ -126,16 +126,16 @@ async def serve(config: ViewerConfig) -> None:
     if link is not None:
         ctx.attach_link(link)
     app = create_app(ctx)
+    if link is not None:
+        await link.start()  # before the app starts, whose feed task reads from it
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.listen, config.port, ssl_context=ssl_context)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        if link is not None:
-            await link.start()
+        await runner.setup()
+        site = web.TCPSite(runner, config.listen, config.port, ssl_context=ssl_context)
         await site.start()
         log.info("viewer: serving https://%s:%d/", config.listen, config.port)
         await stop.wait()

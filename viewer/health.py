@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field, replace
@@ -109,15 +110,21 @@ class HealthBoard:
             )
         for row in self._db.sites():
             status = json.loads(row["status"] or "{}")
-            # Unknown until the site speaks again: shown offline, not silently "fine".
+            # The stored state is the truth at shutdown; the viewer's persistent MQTT session
+            # delivers every change since (the broker does not resend retained messages to
+            # a session that is still subscribed).
             self._sites[row["site"]] = SiteHealth(
-                site=row["site"], online=False, since=row["last_seen_at"],
+                site=row["site"], online=bool(row["online"]),
+                since=status.get("since", row["last_seen_at"]),
                 last_seen_at=row["last_seen_at"],
                 disk_free_bytes=status.get("disk_free_bytes"),
                 disk_total_bytes=status.get("disk_total_bytes"),
                 disk_low=bool(status.get("disk_low")),
                 cameras=cameras.get(row["site"], {}),
+                alarms={key: Alarm(**a) for key, a in status.get("alarms", {}).items()},
             )
+            if row["online"]:  # the silence watchdog counts from the restart
+                self._seen_mono[row["site"]] = self._clock.monotonic()
 
     # inputs (from the police link feed)
 
@@ -204,8 +211,9 @@ class HealthBoard:
         self._sites[site.site] = site
         self._db.upsert_site(
             site.site, site.online, site.last_seen_at,
-            {"disk_free_bytes": site.disk_free_bytes, "disk_total_bytes": site.disk_total_bytes,
-             "disk_low": site.disk_low},
+            {"since": site.since, "disk_free_bytes": site.disk_free_bytes,
+             "disk_total_bytes": site.disk_total_bytes, "disk_low": site.disk_low,
+             "alarms": {key: dataclasses.asdict(a) for key, a in site.alarms.items()}},
         )
         if publish:
             self._broadcaster.publish(
