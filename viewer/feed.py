@@ -79,11 +79,15 @@ class Feed:
 
     async def pump(self, link: Any) -> None:
         """Feed every message of a started ViewerLink until cancelled."""
-        async for message in link.messages():
-            try:
-                self.handle(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("viewer: could not handle %s from site %s",
-                              type(message).__name__, getattr(message, "site", "?"))
+        try:
+            async for message in link.messages():
+                try:
+                    self.handle(message)
+                except Exception:
+                    log.exception("viewer: could not handle %s from site %s",
+                                  type(message).__name__, getattr(message, "site", "?"))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("viewer: the police link feed stopped; alerts will not arrive")
+            raise
