@@ -112,7 +112,7 @@ class ViewerDB:
             pk="site", if_not_exists=True,
         )
         self._t("cameras").create(
-            {"site": str, "camera": str, "state": str, "last_seen_at": float,
+            {"site": str, "camera": str, "state": str, "since": float,
              "detail": str},
             pk=("site", "camera"), if_not_exists=True,
         )
@@ -301,7 +301,7 @@ class ViewerDB:
         with _converted("store camera"):
             self._t("cameras").upsert(
                 {"site": site, "camera": camera, "state": state,
-                 "last_seen_at": since, "detail": detail},
+                 "since": since, "detail": detail},
                 pk=("site", "camera"),
             )
 

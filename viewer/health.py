@@ -106,7 +106,7 @@ class HealthBoard:
         cameras: dict[str, dict[str, CameraHealth]] = {}
         for row in self._db.cameras():
             cameras.setdefault(row["site"], {})[row["camera"]] = CameraHealth(
-                row["camera"], row["state"], row["last_seen_at"], row["detail"] or "",
+                row["camera"], row["state"], row["since"], row["detail"] or "",
             )
         for row in self._db.sites():
             status = json.loads(row["status"] or "{}")
