@@ -29,7 +29,7 @@ def _pk(table: sqlite_utils.db.Table) -> int:
 def _converted(what: str) -> Iterator[None]:
     try:
         yield
-    except sqlite3.Error as err:
+    except (sqlite3.Error, OSError) as err:
         raise DatabaseError(f"viewer database: {what}: {err}") from err
 
 
