@@ -87,7 +87,7 @@ def score(outcomes: list[Outcome]) -> dict[str, float]:
             nuisance_s += oc.clip.spec.duration_s
             false_nuisance += len(oc.found)
         n_events += len(oc.found)
-        used = set()
+        used: set[int] = set()
         for tr in truth:
             hits = [
                 (i, f) for i, f in enumerate(oc.found)
@@ -246,7 +246,7 @@ def dozor_cpu(
             with av.open(str(path)) as container:
                 info = stream_info_for(container, f"cam{k}")
                 sink.on_run_start(info)
-                tb = float(info.av_stream.time_base)
+                tb = info.time_base_num / info.time_base_den
                 mono0 = time.monotonic()
                 first = None
                 for pkt in container.demux(info.av_stream):

@@ -79,7 +79,19 @@ class EventTracker:
         self._run_first: float | None = None  # first motion of the current candidate run
         self._run_frames = 0
         self._last_end_wall = -math.inf  # when the previous event was ended (cool-down)
-        self._reset_event()
+        # the open event (reset by _reset_event)
+        self._id: str | None = None
+        self._start = 0.0
+        self._last_motion = 0.0
+        self._trigger = 0.0
+        self._peak = 0.0
+        self._zones: list[str] = []
+        self._best: tuple[Any, Box | None] | None = None
+        self._best_dirty = False
+        self._dirty = False
+        self._new_pending = False
+        self._last_update = -math.inf
+        self._motion_frames = 0
 
     # ---- public --------------------------------------------------------------------------
 
@@ -225,13 +237,13 @@ class EventTracker:
         return round(size * (0.5 + 0.5 * steadiness), 3)
 
     def _reset_event(self) -> None:
-        self._id: str | None = None
+        self._id = None
         self._start = 0.0
         self._last_motion = 0.0
         self._trigger = 0.0
         self._peak = 0.0
-        self._zones: list[str] = []
-        self._best: tuple[Any, Box | None] | None = None
+        self._zones = []
+        self._best = None
         self._best_dirty = False
         self._dirty = False
         self._new_pending = False

@@ -19,6 +19,9 @@ def luma_plane(frame: av.VideoFrame) -> np.ndarray:
     """
     if frame.format.name in _LUMA_FIRST:
         plane = frame.planes[0]
-        rows = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
+        # VideoPlane implements the buffer protocol; PyAV's stubs do not say so
+        rows = np.frombuffer(plane, np.uint8).reshape(  # type: ignore[call-overload]
+            frame.height, plane.line_size
+        )
         return rows[:, : frame.width]
     return frame.to_ndarray(format="gray")

@@ -73,7 +73,7 @@ def detect_file(
     try:
         info = stream_info_for(container, camera)
         sink.on_run_start(info)
-        tb = float(info.av_stream.time_base)
+        tb = info.time_base_num / info.time_base_den
         first = None
         for packet in container.demux(info.av_stream):
             if packet.dts is None:

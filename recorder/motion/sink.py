@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import cast
 
 import av
 import cv2
@@ -73,7 +74,7 @@ class MotionSink:
         self._close_decoder()
         try:
             src = info.av_stream.codec_context
-            ctx = av.CodecContext.create(src.name, "r")
+            ctx = cast(av.VideoCodecContext, av.CodecContext.create(src.name, "r"))
             if src.extradata:
                 ctx.extradata = src.extradata
             ctx.thread_count = 1  # one ingest thread per stream; no frame-threading delay

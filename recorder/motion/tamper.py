@@ -151,9 +151,9 @@ def changed_block_fraction(ref: np.ndarray, cur: np.ndarray) -> float:
     bh, bw = h // rows, w // cols
 
     def blocks(img: np.ndarray) -> np.ndarray:
-        b = img[: bh * rows, : bw * cols].reshape(rows, bh, cols, bw).transpose(0, 2, 1, 3)
-        b = b.reshape(rows * cols, bh * bw)
-        return b - b.mean(axis=1, keepdims=True)
+        grid = img[: bh * rows, : bw * cols].reshape(rows, bh, cols, bw).transpose(0, 2, 1, 3)
+        flat = grid.reshape(rows * cols, bh * bw)
+        return flat - flat.mean(axis=1, keepdims=True)
 
     a, c = blocks(ref), blocks(cur)
     sa = np.sqrt((a * a).mean(axis=1))
