@@ -180,7 +180,8 @@ async def test_full_outbox_drops_snapshots_then_old_alerts_and_viewer_learns_why
     events: list[EventMessage] = []
     gaps: list[SeqGap] = []
     reports: list[DropReport] = []
-    while not events or events[-1].event_id != "ev399":
+    # (the report follows the append that caused the drop: it may come after ev399)
+    while not events or events[-1].event_id != "ev399" or not reports:
         message = await asyncio.wait_for(viewer.receive(), 10)
         if isinstance(message, EventMessage):
             events.append(message)
@@ -195,7 +196,7 @@ async def test_full_outbox_drops_snapshots_then_old_alerts_and_viewer_learns_why
     reported = {s for first, last in reports[0].seq_ranges for s in range(first, last + 1)}
     missing = {s for gap in gaps for s in range(gap.first_seq, gap.last_seq + 1)}
     # every gap the viewer saw is explained by the report, newest alerts survived in order
-    assert gaps and missing <= reported
+    assert gaps and missing <= reported | {reports[0].seq}  # the report may come late
     assert [e.seq for e in events] == sorted(e.seq for e in events)
     assert site.stats().dropped == sum(reports[0].counts.values())
 
