@@ -20,7 +20,12 @@ import cv2
 import numpy as np
 import pytest
 
-from police_link.messages import CameraStatusMessage, EventMessage, StatsMessage
+from police_link.messages import (
+    AlarmMessage,
+    CameraStatusMessage,
+    EventMessage,
+    StatsMessage,
+)
 from police_link.site_client import SiteLink
 from police_link.viewer_client import ViewerLink
 from viewer.accounts import Role
@@ -169,8 +174,22 @@ async def test_duty_officer_screen(
             assert alert["acked_by"] == "officer" and alert["ack_comment"] == "patrol sent"
             assert alert["ack_delivered"] is True
 
+            # a camera going offline and a site alarm reach the board as they happen
+            t0 = time.monotonic()
+            site.set_camera_status(CameraStatusMessage(
+                site="site-a", camera="gate", state="offline", since_unix_s=time.time(),
+                detail="no answer on RTSP"))
+            site.publish_alarm(AlarmMessage(site="site-a", kind="clock_unsynced", active=True,
+                                            since_unix_s=time.time()))
+            await page.wait_for_selector("#health-board li.problem[data-camera=gate]",
+                                         timeout=10_000)
+            await page.wait_for_selector(".tile.problem[data-camera=gate]", timeout=10_000)
+            await page.wait_for_function(
+                "document.getElementById('health-board').textContent"
+                ".includes('Годинник не синхронізовано')", timeout=10_000)
+            assert time.monotonic() - t0 < 10
+
             # kill site-b's process: its will marks it offline on the health board
-            await page.wait_for_selector("#health-board li[data-site=site-a]")
             assert await page.locator("#health-board li[data-site=site-b]").count() == 0
             t0 = time.monotonic()
             other.send_signal(signal.SIGKILL)

@@ -138,7 +138,9 @@
           snap ? el("img", { src: "/api/alerts/" + snap.id + "/snapshot", alt: "", loading: "lazy" })
                : el("span", { class: "noimg" }),
           el("span", { class: "cam-name", text: c.camera }),
-          el("span", { class: "cam-state", text: s.online ? t("state." + c.state) : t("site.offline") }));
+          el("span", { class: "cam-state", text: s.online ? t("state." + c.state) : t("site.offline") }),
+          // The picture is the last alert's snapshot, not live: say when it was taken.
+          snap ? el("span", { class: "snap-time", text: t("wall.snapshot_at", { time: clock(snap.started_at) }) }) : null);
         if (canLive) tile.addEventListener("click", () => openLive(s.site, c.camera));
         return tile;
       });
