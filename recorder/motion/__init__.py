@@ -16,6 +16,7 @@ from recorder.motion.events import EventChange, EventTracker
 from recorder.motion.offline import FileResult, detect_file
 from recorder.motion.persist import EventRecorder
 from recorder.motion.sink import MotionSink
+from recorder.motion.site import MotionSite
 from recorder.motion.tamper import AlarmChange, TamperMonitor
 from recorder.motion.triggers import TriggerCombiner
 
@@ -36,6 +37,7 @@ __all__ = [
     "MotionError",
     "MotionInputError",
     "MotionSink",
+    "MotionSite",
     "TamperConfig",
     "TamperMonitor",
     "TriggerCombiner",
