@@ -24,7 +24,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import cv2
@@ -245,8 +245,10 @@ class _FragmentMuxer:
         self._file = _Collect()
         try:
             self._out = av.open(self._file, "w", format="mp4", options=options)
-            tag = {"codec_tag": "hvc1"} if info.codec == "hevc" else {}
-            self._stream = self._out.add_stream_from_template(info.av_stream, **tag)
+            if info.codec == "hevc":  # hvc1: parameter sets in the init segment, as browsers want
+                self._stream = self._out.add_stream_from_template(info.av_stream, codec_tag="hvc1")
+            else:
+                self._stream = self._out.add_stream_from_template(info.av_stream)
         except (av.FFmpegError, ValueError) as err:
             raise LiveError(f"cannot start the fMP4 muxer: {err}") from err
         self._pending: deque[_Pending] = deque()
@@ -306,7 +308,7 @@ class _JpegEncoder:
 
     def __init__(self, info: StreamInfo, quality: int, max_width: int) -> None:
         try:
-            self._ctx = av.CodecContext.create(info.codec, "r")
+            self._ctx: Any = av.CodecContext.create(info.codec, "r")  # a VideoCodecContext
             extradata = info.av_stream.codec_context.extradata
             if extradata:
                 self._ctx.extradata = extradata
@@ -345,12 +347,15 @@ class LiveStats:
     messages_published: int
     fragments: int
     jpegs: int
+    fragments_skipped: int  # not sent (link backlogged or down) or after one that was not
 
 
 class LiveSink:
     """The live end of one stream. Requests come from any thread; packets on the ingest thread.
 
-    `publish(payload)` must not block (paho's publish only queues). `fragment_s` 0 cuts a
+    `publish(payload, droppable)` must not block (paho's publish only queues) and returns
+    False when it did not send: droppable media fragments are then skipped up to the next
+    keyframe, since nothing after a lost fragment decodes. `fragment_s` 0 cuts a
     fragment per frame (lowest latency); > 0 groups frames up to that duration (less
     overhead), math.inf one fragment per GOP; None (default) picks per session from the
     stream's bitrate and frame rate so that the overhead stays near AUTO_OVERHEAD_TARGET
@@ -363,7 +368,7 @@ class LiveSink:
         site: str,
         camera: str,
         stream: str,
-        publish: Callable[[bytes], None],
+        publish: Callable[[bytes, bool], object],
         clock: Clock | None = None,
         fragment_s: float | None = None,
         jpeg_interval_s: float = 1.0,
@@ -372,6 +377,8 @@ class LiveSink:
     ) -> None:
         self.site, self.camera, self.stream = site, camera, stream
         self._publish = publish
+        self._skip_to_keyframe = False  # a media fragment was not sent
+        self._skipped = 0
         self._clock = clock or SystemClock()
         self._fragment_s = fragment_s
         self._jpeg_interval_s = jpeg_interval_s
@@ -420,7 +427,8 @@ class LiveSink:
     def stats(self) -> LiveStats:
         with self._lock:
             views = len(self._views)
-        return LiveStats(views, self._bytes, self._messages, self._fragments, self._jpegs)
+        return LiveStats(views, self._bytes, self._messages, self._fragments, self._jpegs,
+                         self._skipped)
 
     def _wanted_modes(self) -> tuple[set[LiveMode], bool]:
         now = self._clock.monotonic()
@@ -471,8 +479,8 @@ class LiveSink:
 
     def _times(self, info: StreamInfo, packet: av.Packet) -> _Pending:
         tb = info.time_base_num / info.time_base_den
-        first = self._first_dts if self._first_dts is not None else packet.dts
-        pts = packet.pts if packet.pts is not None else packet.dts
+        pts = packet.pts if packet.pts is not None else (packet.dts or 0)
+        first = self._first_dts if self._first_dts is not None else pts
         sample_wall = info.run_start_wall + (pts - first) * tb
         return _Pending(
             recv_wall_us=int(self._clock.wall() * 1e6),
@@ -497,11 +505,20 @@ class LiveSink:
             if first is None:
                 self._emit_init(info, self._mux)
             else:
-                self._fragments += 1
-                self._emit(
-                    ChunkKind.MEDIA, data, FLAG_KEYFRAME if first.keyframe else 0,
-                    first.sample_wall_us, first.recv_wall_us,
-                )
+                self._emit_media(data, first)
+
+    def _emit_media(self, data: bytes, first: _Pending) -> None:
+        """A fragment, unless an earlier one was not sent and this is no keyframe."""
+        if self._skip_to_keyframe and not first.keyframe:
+            self._seq += 1  # the viewer sees the gap and waits for a keyframe too
+            self._skipped += 1
+            return
+        self._fragments += 1
+        sent = self._emit(ChunkKind.MEDIA, data, FLAG_KEYFRAME if first.keyframe else 0,
+                          first.sample_wall_us, first.recv_wall_us, droppable=True)
+        self._skip_to_keyframe = not sent
+        if not sent:
+            self._skipped += 1
 
     def _session_fragment_s(self, info: StreamInfo) -> float:
         """fragment_s for a new session: as configured, or chosen from what was seen."""
@@ -550,13 +567,17 @@ class LiveSink:
         self._emit(ChunkKind.JPEG, jpeg, FLAG_KEYFRAME, times.sample_wall_us, times.recv_wall_us)
 
     def _emit(self, kind: ChunkKind, body: bytes, flags: int = 0, sample_wall_us: int = 0,
-              recv_wall_us: int = 0, meta: Mapping[str, Any] | None = None) -> None:
+              recv_wall_us: int = 0, meta: Mapping[str, Any] | None = None,
+              droppable: bool = False) -> bool:
+        """Publish one message; False when the link did not send it."""
         self._seq += 1
         payload = LivePayload(kind, self._seq, body, flags, sample_wall_us, recv_wall_us,
-                            meta).encode()
+                              meta).encode()
+        if self._publish(payload, droppable) is False:
+            return False
         self._bytes += len(payload)
         self._messages += 1
-        self._publish(payload)
+        return True
 
     def _stop_all(self, reason: str, announce: bool = True) -> None:
         was_live = self._mux is not None or self._jpeg is not None
@@ -622,16 +643,23 @@ def parse_live_command(args: Mapping[str, Any], sender: str) -> LiveCommand:
     return LiveCommand(f"{sender}:{mode.value}", camera, stream, mode, float(ttl_s))
 
 
+class LivePublisher(Protocol):
+    """SiteLink.publish_live: False when not sent (not connected, or backlogged and droppable)."""
+
+    def __call__(self, camera: str, stream: str, payload: bytes, *,
+                 drop_if_backlogged: bool = False) -> bool: ...
+
+
 class LiveController:
     """The site's live sinks, keyed by (camera, stream), and the live command handlers.
 
-    `publish_live(camera, stream, payload)` is police_link's SiteLink.publish_live.
+    `publish_live` is police_link's SiteLink.publish_live.
     """
 
     def __init__(
         self,
         site: str,
-        publish_live: Callable[[str, str, bytes], None],
+        publish_live: LivePublisher,
         *,
         clock: Clock | None = None,
         **sink_options: Any,
@@ -648,7 +676,8 @@ class LiveController:
         if key not in self._sinks:
             self._sinks[key] = LiveSink(
                 site=self.site, camera=camera, stream=stream,
-                publish=lambda payload: self._publish_live(camera, stream, payload),
+                publish=lambda payload, droppable: self._publish_live(
+                    camera, stream, payload, drop_if_backlogged=droppable),
                 clock=self._clock, **self._sink_options,
             )
         return self._sinks[key]

@@ -96,11 +96,12 @@ class Replay:
         )
         tb: Fraction = self.stream.time_base
         ctx = self.stream.codec_context
-        sink.on_run_start(StreamInfo(
+        self.info = StreamInfo(
             site="village", camera="gate", stream="sub", run_id=1, codec=ctx.name,
             width=ctx.width, height=ctx.height, time_base_num=tb.numerator,
             time_base_den=tb.denominator, run_start_wall=clock.wall(), av_stream=self.stream,
-        ))
+        )
+        sink.on_run_start(self.info)
 
     def feed(self, count: int) -> list[av.Packet]:
         fed = []
@@ -117,6 +118,16 @@ class Replay:
         self.container.close()
 
 
+def collect(published: list[LivePayload]) -> Any:
+    """A LiveSink publish function that keeps what it is given."""
+
+    def publish(payload: bytes, droppable: bool) -> bool:
+        published.append(decode_payload(payload))
+        return True
+
+    return publish
+
+
 @pytest.fixture
 def clock() -> StepClock:
     return StepClock()
@@ -130,7 +141,7 @@ def published() -> list[LivePayload]:
 @pytest.fixture
 def sink(clock: StepClock, published: list[LivePayload]) -> LiveSink:
     return LiveSink(site="village", camera="gate", stream="sub", fragment_s=0.0,
-                    publish=lambda payload: published.append(decode_payload(payload)), clock=clock)
+                    publish=collect(published), clock=clock)
 
 
 @pytest.fixture
@@ -188,7 +199,7 @@ def test_grouped_fragments_start_on_keyframes(
     h264_clip: Path, clock: StepClock, published: list[LivePayload], tmp_path: Path
 ) -> None:
     sink = LiveSink(site="village", camera="gate", stream="sub", clock=clock, fragment_s=0.2,
-                    publish=lambda payload: published.append(decode_payload(payload)))
+                    publish=collect(published))
     r = Replay(h264_clip, sink, clock)
     sink.request("v1")
     fed = r.feed(40)
@@ -206,7 +217,7 @@ def test_automatic_fragmenting_follows_the_bitrate(
 ) -> None:
     published: list[LivePayload] = []
     sink = LiveSink(site="village", camera="gate", stream="sub", clock=clock,
-                    publish=lambda payload: published.append(decode_payload(payload)))
+                    publish=collect(published))
     r = Replay(h264_clip, sink, clock)
     seen = r.feed(29)  # two seconds of stream before anybody watches, up to a keyframe
     # Pretend the stream ran at bitrate_bps: the choice depends on nothing else.
@@ -301,7 +312,7 @@ def test_jpeg_fallback_for_h265(
     h265_clip: Path, clock: StepClock, published: list[LivePayload]
 ) -> None:
     sink = LiveSink(site="village", camera="gate", stream="sub", clock=clock,
-                    publish=lambda payload: published.append(decode_payload(payload)))
+                    publish=collect(published))
     r = Replay(h265_clip, sink, clock)
     sink.request("v1", LiveMode.JPEG)
     r.feed(30)  # 2 s, two keyframes
@@ -316,7 +327,7 @@ def test_h265_codec_string_for_mse(
     h265_clip: Path, clock: StepClock, published: list[LivePayload]
 ) -> None:
     sink = LiveSink(site="village", camera="gate", stream="sub", clock=clock,
-                    publish=lambda payload: published.append(decode_payload(payload)))
+                    publish=collect(published))
     r = Replay(h265_clip, sink, clock)
     sink.request("v1")
     r.feed(3)
@@ -372,7 +383,7 @@ def test_live_schemas_accept_mode() -> None:
 
 def test_controller_routes_commands(h264_clip: Path, clock: StepClock) -> None:
     sent: list[tuple[str, str, bytes]] = []
-    controller = LiveController("village", lambda c, s, p: sent.append((c, s, p)), clock=clock)
+    controller = LiveController("village", lambda c, s, p, **_: sent.append((c, s, p)), clock=clock)
     sink = controller.sink("gate", "sub")
     assert controller.sink("gate", "sub") is sink
     r = Replay(h264_clip, sink, clock)
@@ -406,8 +417,37 @@ def test_controller_wiring_helpers(clock: StepClock) -> None:
         def on_command(self, kind: str, handler: Any, schema: Any) -> None:
             self.handlers[kind] = (handler, schema)
 
-    controller = LiveController("village", lambda c, s, p: None, clock=clock)
+    controller = LiveController("village", lambda c, s, p, **_: True, clock=clock)
     assert controller.sink_factory(Camera(), "main") == [controller.sink("gate", "main")]
     link = Link()
     controller.register(link)
     assert {k: v[1] for k, v in link.handlers.items()} == LIVE_COMMAND_SCHEMAS
+
+
+def test_a_fragment_not_sent_skips_to_the_next_keyframe(
+    replay: Replay, clock: StepClock
+) -> None:
+    sent: list[LivePayload] = []
+    refuse = {"on": False}
+
+    def publish(payload: bytes, droppable: bool) -> bool:
+        if refuse["on"] and droppable:
+            return False  # SiteLink.publish_live with drop_if_backlogged on a slow link
+        sent.append(decode_payload(payload))
+        return True
+
+    sink = LiveSink(site="village", camera="gate", stream="sub", fragment_s=0.0, clock=clock,
+                    publish=publish)
+    replay.sink = sink
+    sink.on_run_start(replay.info)
+    sink.request("v1")
+    replay.feed(5)
+    refuse["on"] = True
+    replay.feed(2)
+    refuse["on"] = False
+    replay.feed(20)  # the keyframe at packet 15 resumes it
+    media = [c for c in sent if c.kind is ChunkKind.MEDIA]
+    resumed = next(i for i, c in enumerate(media) if c.seq != media[0].seq + i)
+    assert media[resumed].keyframe
+    # fragments 4 (refused) to 14; the muxer holds each frame until the next packet
+    assert sink.stats().fragments_skipped == 11

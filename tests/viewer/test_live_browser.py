@@ -172,9 +172,10 @@ async def test_h265_falls_back_to_jpeg_in_chromium(browser_page: Any, tmp_path: 
     clip = make_clip(tmp_path / "cam265.ts", "h265", seconds=2.0)
     hub: LiveHub | None = None
 
-    def publish(camera: str, stream: str, payload: bytes) -> None:
+    def publish(camera: str, stream: str, payload: bytes, **_: Any) -> bool:
         assert hub is not None
         hub.deliver_threadsafe("bench", camera, stream, payload)
+        return True
 
     controller = LiveController("bench", publish)
 
