@@ -18,8 +18,11 @@ def _used_keys() -> set[str]:
     keys: set[str] = set()
     for html in (VIEWER / "templates").glob("*.html"):
         keys |= set(re.findall(r"\{\{t\.([a-z0-9_.]+)\}\}", html.read_text()))
-    js = (VIEWER / "static" / "desk.js").read_text()
-    keys |= set(re.findall(r'\bt\("([a-z0-9_.]*[a-z0-9_])"', js))  # not t("state." + x)
+    for name in ("desk.js", "live.js"):
+        js = (VIEWER / "static" / name).read_text()
+        keys |= set(re.findall(r'\bt\("([a-z0-9_.]*[a-z0-9_])"', js))  # not t("state." + x)
+    live_js = (VIEWER / "static" / "live.js").read_text()
+    keys |= set(re.findall(r'"(live\.[a-z_]+)":', live_js))  # its English fallbacks
     for py in VIEWER.glob("*.py"):
         keys |= set(re.findall(r'translate\(\w+, "([a-z0-9_.]+)"\)', py.read_text()))
         keys |= set(re.findall(r'"(login\.[a-z_]+)"', py.read_text())) - {"login.html"}
