@@ -172,7 +172,8 @@ class RecorderSide:
     broker_port: int
     workdir: Path
     fragment_s: float | None = None  # None: chosen per session (recorder.live)
-    health: StreamHealth = field(init=False)
+    streams: tuple[str, ...] = ("sub",)  # each ingested from rtsp_url (tests: main too)
+    health: StreamHealth = field(init=False)  # of the sub stream
     controller: LiveController = field(init=False)
 
     @contextlib.asynccontextmanager
@@ -184,21 +185,29 @@ class RecorderSide:
         self.controller = LiveController(SITE, site_link.publish_live,
                                          fragment_s=self.fragment_s)
         self.controller.register(site_link)
-        self.health = StreamHealth(SITE, CAMERA, "sub")
-        ingest = StreamIngest(
-            site=SITE, camera=CAMERA, stream="sub", url=self.rtsp_url, opener=PyavOpener(),
-            sinks=[self.controller.sink(CAMERA, "sub")], run_log=MemoryRunLog(),
-            health=self.health, settings=IngestSettings(read_timeout_s=3.0),
-        )
+        healths = {stream: StreamHealth(SITE, CAMERA, stream) for stream in self.streams}
+        self.health = healths.get("sub") or next(iter(healths.values()))
+        ingests = [
+            StreamIngest(
+                site=SITE, camera=CAMERA, stream=stream, url=self.rtsp_url,
+                opener=PyavOpener(), sinks=[self.controller.sink(CAMERA, stream)],
+                run_log=MemoryRunLog(), health=health,
+                settings=IngestSettings(read_timeout_s=3.0),
+            )
+            for stream, health in healths.items()
+        ]
         site_link.start()
-        ingest.start()
+        for ingest in ingests:
+            ingest.start()
         try:
             if not await asyncio.to_thread(site_link.wait_connected, 10):
                 raise RuntimeError("the site link did not connect to mosquitto")
             yield self
         finally:
-            ingest.request_stop()
-            await asyncio.to_thread(ingest.join, 10)
+            for ingest in ingests:
+                ingest.request_stop()
+            for ingest in ingests:
+                await asyncio.to_thread(ingest.join, 10)
             await asyncio.to_thread(site_link.stop)
 
 
@@ -216,6 +225,7 @@ class LiveRig:
     workdir: Path
     fragment_s: float | None = None
     ttl_s: int = 30
+    streams: tuple[str, ...] = ("sub",)
     extra_routes: Callable[[web.Application], None] | None = None
     recorder: RecorderSide = field(init=False)
     hub: LiveHub = field(init=False)
@@ -233,7 +243,7 @@ class LiveRig:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[LiveRig]:
         self.recorder = RecorderSide(self.rtsp_url, self.broker_port, self.workdir,
-                                     self.fragment_s)
+                                     self.fragment_s, self.streams)
         link = viewer_link(self.broker_port)
 
         async def request(site: str, kind: str, args: dict[str, Any], timeout_s: float

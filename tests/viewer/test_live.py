@@ -135,6 +135,19 @@ async def test_renewal_keeps_the_view_alive(rig: LiveRig) -> None:
         assert item.kind is ChunkKind.MEDIA
 
 
+async def test_main_stream_on_request(rtsp_url: str, broker_port: int, tmp_path: Path) -> None:
+    rig = LiveRig(rtsp_url, broker_port, tmp_path, streams=("main", "sub"))
+    async with rig.running(), aiohttp.ClientSession() as session, session.ws_connect(
+        rig.ws_url(stream="main")
+    ) as ws:
+        init = await next_binary(ws, 10)
+        first = await next_binary(ws)
+    assert init.meta is not None and init.meta["stream"] == "main"
+    assert first.keyframe
+    assert rig.requests[0] == ("live.start", {"camera": CAMERA, "stream": "main", "ttl_s": 30})
+    assert rig.controller.sink(CAMERA, "sub").stats().messages_published == 0
+
+
 async def test_jpeg_mode_sends_pictures(rig: LiveRig) -> None:
     async with aiohttp.ClientSession() as session, session.ws_connect(
         rig.ws_url(mode="jpeg")
