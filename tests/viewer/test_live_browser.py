@@ -79,7 +79,8 @@ async def test_live_view_plays_in_chromium(
     gst_and_broker: tuple[str, int], browser_page: Any, tmp_path: Path
 ) -> None:
     url, port = gst_and_broker
-    rig = LiveRig(url, port, tmp_path, extra_routes=page_routes("bench", "gate"))
+    rig = LiveRig(url, port, tmp_path, extra_routes=page_routes("bench", "gate"),
+                  streams=("main", "sub"))
     async with rig.running():
         page = browser_page
         await page.goto(f"http://127.0.0.1:{rig.http_port}/live-test")
@@ -89,6 +90,13 @@ async def test_live_view_plays_in_chromium(
         before = await page.evaluate(PLAYBACK)
         await asyncio.sleep(3.0)
         after = await page.evaluate(PLAYBACK)
+        # main stream on request: the button reconnects the same player
+        await page.evaluate("() => { window.subSrc = document.querySelector('#live video').src; }")
+        await page.click("#live .live-stream-toggle")
+        await page.wait_for_function(
+            "() => { const v = document.querySelector('#live video');"
+            " return v.src !== window.subSrc && v.currentTime > 0.3; }", timeout=15000)
+        assert ("live.start", {"camera": "gate", "stream": "main", "ttl_s": 30}) in rig.requests
     assert after["error"] is None
     assert after["time"] - before["time"] > 1.0, (before, after)
     assert after["frames"] - before["frames"] > 15, (before, after)
