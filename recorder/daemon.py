@@ -7,8 +7,13 @@ in the background so an unreachable camera never delays the others) -> retention
 -> READY.  Shutdown runs it backwards: STOPPING -> ingest threads stop (each closes its
 segment through its writer) -> flusher drains (rows for every closed file) -> index closed.
 
-Hook points for other parts of the site: `sink_factories` (motion on the sub stream, live
-view) receive (camera config, stream name) and return extra packet sinks for that stream.
+Other parts of the site plug in here: `recorder.motion.CameraMotion` per camera (its sink on
+the sub stream, or the main stream when there is none; event changes go to the
+`EventRecorder` (index rows and snapshot files) and to the police link; camera ONVIF events
+feed it when `triggers` asks for them), `recorder.live.LiveController` (a live sink on every
+stream, live commands answered on the link) and `police_link.SiteLink` (events, alarms,
+camera status, stats). `sink_factories` receive (camera config, stream name) and return
+extra packet sinks for that stream.
 """
 
 from __future__ import annotations
@@ -23,11 +28,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from recorder.backoff import Backoff
-from recorder.config import CameraConfig, SiteConfig
-from recorder.health import HealthRegistry, HealthServer, MetricSample
+from recorder.config import BrokerConfig, CameraConfig, SiteConfig
+from recorder.health import HealthRegistry, HealthServer, MetricSample, StreamHealth, StreamState
 from recorder.index import Index
 from recorder.ingest import IngestSettings, Opener, PyavOpener, StreamIngest
 from recorder.logging_setup import configure as configure_logging
@@ -101,6 +105,7 @@ class Recorder:
         self._stream_count = sum(1 + self._has_sub(c) for c in config.cameras)
         self._log = context_logger(log, self.site)
         self._tasks: list[asyncio.Task[None]] = []
+        self._services = _SiteServices(self)
         self._retention: Retention | None = None
         self._retention_now = asyncio.Event()
 
@@ -128,6 +133,7 @@ class Recorder:
             self.root, self.index, flush_interval_s=storage.flush_interval_s, site=self.site
         )
         self.flusher.start()
+        self._services.start()
         self.disk_guard = DiskGuard(
             self.root,
             stop_below_free_bytes=storage.stop_below_free_bytes,
@@ -156,6 +162,12 @@ class Recorder:
             else:
                 self._spawn(self._probe_then_start(camera, number), f"probe-{camera.name}")
         self._spawn(self._health_loop(), "health")
+        self._spawn(self._services.poll_loop(), "motion-poll")
+        if self._services.link is not None:
+            self._spawn(self._services.stats_loop(), "stats")
+        for camera in self.config.cameras:
+            if self._services.wants_camera_events(camera):
+                self._spawn(self._services.camera_events(camera), f"events-{camera.name}")
         self._spawn(self._retention_loop(), "retention")
         if self._notifier.watchdog_interval_s is not None:
             self._spawn(self._watchdog_loop(self._notifier.watchdog_interval_s), "watchdog")
@@ -171,6 +183,7 @@ class Recorder:
         await asyncio.to_thread(self._stop_streams)
         if self.flusher is not None:
             await asyncio.to_thread(self.flusher.stop, self.options.shutdown_timeout_s)
+        await asyncio.to_thread(self._services.stop)
         if self.health_server is not None:
             await self.health_server.stop()
         if self.index is not None:
@@ -207,10 +220,19 @@ class Recorder:
         self, camera: CameraConfig, number: int, main_url: str, sub_url: str | None
     ) -> None:
         urls = [("main", main_url)] + ([("sub", sub_url)] if sub_url else [])
+        motion_stream = "sub" if sub_url else "main"
         for stream, url in urls:
-            self._start_stream(camera, number, stream, camera.authenticated_url(url))
+            extra = self._services.motion_sinks(camera) if stream == motion_stream else []
+            self._start_stream(camera, number, stream, camera.authenticated_url(url), extra)
 
-    def _start_stream(self, camera: CameraConfig, number: int, stream: str, url: str) -> None:
+    def _start_stream(
+        self,
+        camera: CameraConfig,
+        number: int,
+        stream: str,
+        url: str,
+        extra_sinks: Sequence[PacketSink] = (),
+    ) -> None:
         assert self.flusher is not None
         storage = self.config.storage
         with self._streams_lock:
@@ -225,7 +247,7 @@ class Recorder:
             target_duration_s=storage.segment_duration_s,
             first_segment_duration_s=max(1.0, storage.segment_duration_s * stagger),
         )
-        sinks: list[PacketSink] = [writer]
+        sinks: list[PacketSink] = [writer, *extra_sinks]
         for factory in self._sink_factories:
             sinks.extend(factory(camera, stream))
         assert self.index is not None
@@ -246,20 +268,19 @@ class Recorder:
 
     async def _probe_then_start(self, camera: CameraConfig, number: int) -> None:
         """Probe an ONVIF camera for its stream URIs, retrying until it answers."""
-        from camera_drivers import OnvifCamera  # the ONVIF stack is loaded only when needed
+        from camera_drivers import OnvifCamera, parse_device_url  # loaded only when needed
         from camera_drivers.errors import CameraError
 
         clog = context_logger(log, self.site, camera.name)
-        assert camera.onvif_url is not None
-        parts = urlsplit(camera.onvif_url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        assert camera.onvif_url is not None and camera.user and camera.password is not None
+        host, port = parse_device_url(camera.onvif_url)
         backoff = Backoff(1.0, self.options.probe_backoff_max_s)
         for stream in ("main", "sub"):
             self.health.stream(camera.name, stream)  # visible as "connecting" while probing
         while True:
             try:
                 async with OnvifCamera(
-                    parts.hostname,
+                    host,
                     port,
                     camera.user,
                     camera.password,
@@ -296,6 +317,8 @@ class Recorder:
             if self.disk_guard is not None:
                 status = await asyncio.to_thread(self.disk_guard.status)
                 full = status.storage_full
+                if full != ("storage" in self.health.alarms()):
+                    self._services.storage_alarm(full)
                 if full and "storage" not in self.health.alarms():
                     self._retention_now.set()  # free space at once, not at the next tick
                 self.health.set_alarm(
@@ -398,6 +421,231 @@ class Recorder:
             samples.append(MetricSample("dozor_segments_indexed_total", "Segments indexed.",
                                         "counter", fs.segments_indexed))  # fmt: skip
         return samples
+
+
+# --- motion, events, live view and the police link ------------------------------------------
+
+# recorder.motion alarm kinds -> police_link.messages.ALARM_KINDS
+_LINK_ALARM_KINDS = {
+    "video_loss": "video_loss",
+    "camera_signal_loss": "video_loss",
+    "tamper_uniform": "tamper",
+    "tamper_scene_change": "tamper",
+    "camera_tamper": "tamper",
+}
+# stream state -> police_link.messages.CAMERA_STATES (a camera's state is its main stream's)
+_LINK_CAMERA_STATES = {
+    StreamState.CONNECTING: "starting",
+    StreamState.RECORDING: "recording",
+    StreamState.STALLED: "stalled",
+    StreamState.OFFLINE: "offline",
+}
+
+
+class _SiteServices:
+    """The parts of a site beyond recording, owned by the daemon.
+
+    Callbacks arrive on ingest threads (event changes, alarms, state changes) and only queue
+    work (EventRecorder.submit, SiteLink.publish_*): they never block and never raise.
+    """
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._rec = recorder
+        self.site = recorder.site
+        self.link: Any = None  # police_link.SiteLink when [broker] is configured
+        self.events: Any = None  # recorder.motion.EventRecorder
+        self.live: Any = None  # recorder.live.LiveController (needs the link)
+        self._motions: dict[str, Any] = {}  # camera -> recorder.motion.CameraMotion
+        self._log = context_logger(log, self.site)
+
+    # lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """After the index and flusher, before any ingest thread."""
+        from recorder.motion import CameraMotion, EventRecorder, MotionConfig
+
+        rec = self._rec
+        assert rec.index is not None
+        self.events = EventRecorder(rec.index, rec.root / "snapshots", site=self.site)
+        self.events.start()
+        broker = rec.config.broker
+        if broker is not None:
+            self.link = _make_link(self.site, broker, [c.name for c in rec.config.cameras])
+            self.link.start()
+            from recorder.live import LiveController
+
+            self.live = LiveController(self.site, self.link.publish_live)
+            self.live.register(self.link)
+            rec._sink_factories.append(self.live.sink_factory)
+            rec.health.add_state_listener(self._on_stream_state)
+        for camera in rec.config.cameras:
+            cfg = camera.motion if camera.motion is not None else MotionConfig()
+            if not cfg.enabled:
+                continue
+            # the camera's `triggers` wins unless left at its default
+            trigger = camera.triggers if camera.triggers != "dozor" else cfg.trigger
+            self._motions[camera.name] = CameraMotion(
+                camera.name, cfg, on_change=self._on_event_change,
+                on_alarm=self._on_motion_alarm, trigger=trigger,
+            )  # fmt: skip
+
+    def stop(self) -> None:
+        """After the ingest threads: write the last events, then leave the broker."""
+        for motion in self._motions.values():
+            with contextlib.suppress(Exception):
+                motion.combiner.tick(time.time())
+        if self.events is not None:
+            self.events.stop()
+        if self.link is not None:
+            self.link.stop()
+
+    # hooks -----------------------------------------------------------------------------
+
+    def motion_sinks(self, camera: CameraConfig) -> list[PacketSink]:
+        motion = self._motions.get(camera.name)
+        return [motion.sink] if motion is not None else []
+
+    def wants_camera_events(self, camera: CameraConfig) -> bool:
+        motion = self._motions.get(camera.name)
+        return (
+            motion is not None and camera.onvif_url is not None and motion.cfg.trigger != "dozor"
+        )
+
+    async def poll_loop(self) -> None:
+        """Once a second: video-loss checks, camera-triggered events ending."""
+        while True:
+            now = time.time()
+            for motion in self._motions.values():
+                try:
+                    motion.poll(now)
+                except Exception:
+                    self._log.exception("motion poll failed for %s", motion.camera)
+            await asyncio.sleep(1.0)
+
+    async def camera_events(self, camera: CameraConfig) -> None:
+        """The camera's ONVIF events into its CameraMotion, resubscribing forever."""
+        from camera_drivers import OnvifCamera, parse_device_url
+        from camera_drivers.errors import CameraError
+
+        assert camera.onvif_url is not None and camera.user and camera.password is not None
+        host, port = parse_device_url(camera.onvif_url)
+        motion = self._motions[camera.name]
+        clog = context_logger(log, self.site, camera.name)
+        backoff = Backoff(1.0, 30.0)
+        while True:
+            try:
+                async with (
+                    OnvifCamera(host, port, camera.user, camera.password,
+                                name=camera.name) as onvif,
+                    contextlib.aclosing(onvif.events()) as events,
+                ):  # fmt: skip
+                    async for event in events:
+                        backoff.reset()
+                        motion.on_camera_event(event, time.time())
+            except CameraError as err:
+                delay_s = backoff.next_delay_s()
+                clog.warning("ONVIF events: %s; resubscribing in %.1f s", err, delay_s)
+                await asyncio.sleep(delay_s)
+
+    async def stats_loop(self, interval_s: float = 30.0) -> None:
+        from police_link.messages import StatsMessage
+
+        rec = self._rec
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                assert rec.disk_guard is not None and rec.index is not None
+                disk = await asyncio.to_thread(rec.disk_guard.status)
+                link_stats = self.link.stats()
+                cameras = {
+                    h.camera: {"fps": round(h.fps, 2), "bitrate_bps": round(h.bitrate_bps)}
+                    for h in rec.health.streams() if h.stream == "main"
+                }  # fmt: skip
+                self.link.publish_stats(StatsMessage(
+                    site=self.site, sent_unix_s=time.time(),
+                    uptime_s=time.monotonic() - rec.health.started_monotonic,
+                    disk_total_bytes=disk.total_bytes, disk_free_bytes=disk.free_bytes,
+                    recorded_bytes=rec.index.total_segment_bytes(),
+                    outbox_pending=link_stats.outbox_pending,
+                    outbox_bytes=link_stats.outbox_bytes, cameras=cameras,
+                ))  # fmt: skip
+            except Exception:
+                self._log.exception("could not publish stats")
+
+    # callbacks (ingest threads, event loop) ---------------------------------------------
+
+    def _on_event_change(self, change: Any) -> None:
+        try:
+            self.events.submit(change)
+            if self.link is not None:
+                from police_link.messages import EventMessage
+
+                self.link.publish_event(
+                    EventMessage(
+                        site=self.site, camera=change.camera, event_id=change.event_id,
+                        type=change.change, start_unix_s=change.start_wall,
+                        end_unix_s=change.end_wall, zones=change.zones,
+                        score=round(float(change.score), 3),
+                    ),
+                    snapshot_jpeg=change.snapshot_jpeg,
+                )  # fmt: skip
+        except Exception:
+            self._log.exception("could not hand on event %s", getattr(change, "event_id", "?"))
+
+    def _on_motion_alarm(self, alarm: Any) -> None:
+        try:
+            name = f"{alarm.kind}:{alarm.camera}"
+            self._rec.health.set_alarm(name, (alarm.detail or alarm.kind) if alarm.active else None)
+            if self.link is not None:
+                from police_link.messages import AlarmMessage
+
+                self.link.publish_alarm(AlarmMessage(
+                    site=self.site, kind=_LINK_ALARM_KINDS.get(alarm.kind, "other"),
+                    active=alarm.active, since_unix_s=alarm.since_wall, camera=alarm.camera,
+                    detail=alarm.detail or alarm.kind,
+                ))  # fmt: skip
+        except Exception:
+            self._log.exception("could not hand on alarm %r", alarm)
+
+    def _on_stream_state(self, health: StreamHealth, state: StreamState, reason: str) -> None:
+        if health.stream != "main" or self.link is None:
+            return
+        from police_link.messages import CameraStatusMessage
+
+        self.link.set_camera_status(CameraStatusMessage(
+            site=self.site, camera=health.camera, state=_LINK_CAMERA_STATES[state],
+            since_unix_s=time.time(), detail=reason[:200],
+        ))  # fmt: skip
+
+    def storage_alarm(self, full: bool) -> None:
+        if self.link is None:
+            return
+        from police_link.messages import AlarmMessage
+
+        try:
+            self.link.publish_alarm(AlarmMessage(
+                site=self.site, kind="disk_full", active=full, since_unix_s=time.time(),
+                detail="recording stopped until space is freed" if full else "",
+            ))  # fmt: skip
+        except Exception:
+            self._log.exception("could not publish the storage alarm")
+
+
+def _make_link(site: str, broker: BrokerConfig, cameras: list[str]) -> Any:
+    from police_link.settings import BrokerSettings
+    from police_link.site_client import SiteLink
+
+    def text(path: Path | None) -> str | None:
+        return None if path is None else str(path)
+
+    settings = BrokerSettings(
+        host=broker.host, port=broker.port, tls=broker.tls, ca_file=text(broker.ca_file),
+        cert_file=text(broker.cert_file), key_file=text(broker.key_file),
+        username=broker.username, password=broker.password, prefix=broker.prefix,
+    )  # fmt: skip
+    assert broker.outbox_path is not None  # filled in by the config loader
+    return SiteLink(site, settings, str(broker.outbox_path),
+                    outbox_max_bytes=broker.outbox_max_bytes, cameras=cameras)  # fmt: skip
 
 
 def run(config: SiteConfig, *, log_level: str = "INFO") -> int:

@@ -53,11 +53,21 @@ class MetricSample:
     labels: tuple[tuple[str, str], ...] = ()
 
 
+StateListener = Callable[["StreamHealth", StreamState, str], None]
+
+
 class StreamHealth:
     """Counters and state of one (camera, stream). Counters: written by the ingest thread."""
 
-    def __init__(self, site: str, camera: str, stream: str) -> None:
+    def __init__(
+        self,
+        site: str,
+        camera: str,
+        stream: str,
+        listeners: list[StateListener] | None = None,
+    ) -> None:
         self.site = site
+        self._listeners = listeners if listeners is not None else []
         self.camera = camera
         self.stream = stream
         # hot-path counters (ingest thread only)
@@ -110,6 +120,11 @@ class StreamHealth:
             f" ({reason})" if reason else "",
             extra={"site": self.site, "camera": self.label},
         )
+        for listener in self._listeners:
+            try:
+                listener(self, state, reason)
+            except Exception:  # a listener (e.g. the police link) must not break ingest
+                log.exception("state listener failed", extra={"site": self.site})
 
     def sample(self, now_monotonic: float, stall_after_s: float) -> None:
         """Update fps and bitrate from counter deltas; notice stalls and their end."""
@@ -162,13 +177,14 @@ class HealthRegistry:
         self._alarms: dict[str, str] = {}
         self._collectors: list[Callable[[], Iterable[MetricSample]]] = []
         self._sections: dict[str, Callable[[], object]] = {}
+        self._listeners: list[StateListener] = []
         self._lock = threading.Lock()
 
     def stream(self, camera: str, stream: str) -> StreamHealth:
         with self._lock:
             key = (camera, stream)
             if key not in self._streams:
-                self._streams[key] = StreamHealth(self.site, camera, stream)
+                self._streams[key] = StreamHealth(self.site, camera, stream, self._listeners)
             return self._streams[key]
 
     def streams(self) -> list[StreamHealth]:
@@ -192,6 +208,11 @@ class HealthRegistry:
     def alarms(self) -> dict[str, str]:
         with self._lock:
             return dict(self._alarms)
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        """Called as listener(stream_health, new_state, reason) on every state change, on
+        the thread that changed it (ingest or sampler): it must not block."""
+        self._listeners.append(listener)
 
     def add_collector(self, collector: Callable[[], Iterable[MetricSample]]) -> None:
         self._collectors.append(collector)
