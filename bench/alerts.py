@@ -9,14 +9,16 @@ from one thread per camera, and a ViewerLink (validation, dedupe) receiving in a
 
 Figures:
 - latency p50/p95/max of `--alerts` alerts spread over `--cameras` cameras and `--seconds`
-  seconds, publish_event() call -> EventMessage out of ViewerLink.receive();
+  seconds, publish_event() call -> EventMessage out of ViewerLink.receive(); the peers'
+  alerts are interleaved with Dozor's (each camera tick publishes once through each path);
 - the same from the decoded frame that starts an event, when recorder.motion is importable:
   the frame is handed to the recorder's MotionDetector and EventTracker, whose "new"
   change is turned into the alert (`--frame-alerts` of them);
 - messages per second sustained: `--burst` alerts published at once, until the last arrives;
 - the peer, in the same run: a plain paho QoS 1 publish of the same JSON, no outbox (what
   Frigate-style integrations do, minus QoS 0's silent loss), received by the same viewer;
-  ratios Dozor / plain.
+  once with paho's defaults and once with TCP_NODELAY as Dozor sets it (which isolates the
+  cost of the outbox); ratios Dozor / plain.
 The last line printed is one JSON object of the figures. Goal: p95 < 50 ms.
 """
 
@@ -90,13 +92,15 @@ class Receiver:
 Publish = Callable[[EventMessage, bytes | None], None]
 
 
-def run_cameras(publish: Publish, prefix: str, cameras: int, alerts: int,
+def run_cameras(paths: dict[str, Publish], cameras: int, alerts: int,
                 seconds: float) -> dict[str, float]:
-    """One thread per camera, each publishing its share at an even pace; returns the
-    perf_counter time of each publish call by event id."""
+    """One thread per camera, each publishing its share at an even pace through every path
+    in turn (rotating which goes first), so that load from elsewhere on the machine hits
+    all paths alike. Returns the perf_counter time of each publish call by event id."""
     sent: dict[str, float] = {}
     lock = threading.Lock()
     interval_s = seconds * cameras / max(alerts, 1)
+    names = list(paths)
 
     def camera(index: int) -> None:
         name = f"cam{index:02d}"
@@ -106,13 +110,15 @@ def run_cameras(publish: Publish, prefix: str, cameras: int, alerts: int,
             delay = start + k * interval_s - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            event_id = f"{prefix}-{name}-{k}"
-            msg = EventMessage(SITE, name, event_id, "new", time.time(), zones=("yard",),
-                               score=0.3)
-            t0 = time.perf_counter()
-            publish(msg, SNAPSHOT)
-            with lock:
-                sent[event_id] = t0
+            for j in range(len(names)):
+                prefix = names[(k + j) % len(names)]
+                event_id = f"{prefix}-{name}-{k}"
+                msg = EventMessage(SITE, name, event_id, "new", time.time(), zones=("yard",),
+                                   score=0.3)
+                t0 = time.perf_counter()
+                paths[prefix](msg, SNAPSHOT)
+                with lock:
+                    sent[event_id] = t0
 
     threads = [threading.Thread(target=camera, args=(i,)) for i in range(cameras)]
     for thread in threads:
@@ -122,9 +128,14 @@ def run_cameras(publish: Publish, prefix: str, cameras: int, alerts: int,
     return sent
 
 
-def plain_publisher(broker: MosquittoBroker) -> tuple[mqtt.Client, Publish]:
-    """The peer: paho QoS 1 straight to the broker, no outbox, no sequence numbers."""
-    client = make_client(broker.settings(SITE, client_id="plain-peer"), "plain-peer")
+def plain_publisher(broker: MosquittoBroker, *, nodelay: bool = False
+                    ) -> tuple[mqtt.Client, Publish]:
+    """The peer: paho QoS 1 straight to the broker, no outbox, no sequence numbers. With
+    paho's defaults (Nagle on) unless `nodelay`, which isolates what the outbox costs."""
+    client_id = "plain-nodelay" if nodelay else "plain-peer"
+    client = make_client(broker.settings(SITE, client_id=client_id), client_id)
+    if not nodelay:
+        client.on_socket_open = None
     client.max_inflight_messages_set(32)
     client.connect(broker.host, broker.port)
     client.loop_start()
@@ -139,12 +150,12 @@ def plain_publisher(broker: MosquittoBroker) -> tuple[mqtt.Client, Publish]:
     return client, publish
 
 
-async def latency_phase(receiver: Receiver, publish: Publish, prefix: str, args: Any
-                        ) -> list[float]:
-    sent = await asyncio.to_thread(run_cameras, publish, prefix, args.cameras, args.alerts,
-                                   args.seconds)
+async def latency_phase(receiver: Receiver, paths: dict[str, Publish], args: Any
+                        ) -> dict[str, list[float]]:
+    sent = await asyncio.to_thread(run_cameras, paths, args.cameras, args.alerts, args.seconds)
     await receiver.wait_for(set(sent), 60)
-    return [(receiver.arrived[e] - t0) * 1000 for e, t0 in sent.items()]
+    return {prefix: [(receiver.arrived[e] - t0) * 1000 for e, t0 in sent.items()
+                     if e.startswith(prefix + "-")] for prefix in paths}
 
 
 async def burst_phase(receiver: Receiver, publish: Publish, prefix: str, count: int) -> float:
@@ -222,6 +233,7 @@ async def main_async(args: Any) -> dict[str, Any]:
                         cameras=cameras)
         viewer = ViewerLink(broker.settings("viewer", client_id="bench-viewer"))
         plain_client, plain_publish = plain_publisher(broker)
+        nodelay_client, nodelay_publish = plain_publisher(broker, nodelay=True)
         try:
             site.start()
             await viewer.start()
@@ -229,8 +241,10 @@ async def main_async(args: Any) -> dict[str, Any]:
                 raise RuntimeError(f"links did not connect: {broker.log_text()[-500:]}")
             receiver = Receiver(viewer)
             task = asyncio.create_task(receiver.run())
-            dozor = await latency_phase(receiver, site.publish_event, "dz", args)
-            plain = await latency_phase(receiver, plain_publish, "pl", args)
+            latencies = await latency_phase(
+                receiver, {"dz": site.publish_event, "pl": plain_publish, "nd": nodelay_publish},
+                args)
+            dozor, plain, nodelay = latencies["dz"], latencies["pl"], latencies["nd"]
             frame_sent, frame_note = await asyncio.to_thread(
                 frame_path_phase, site.publish_event, args.frame_alerts)
             if frame_sent:
@@ -242,10 +256,11 @@ async def main_async(args: Any) -> dict[str, Any]:
         finally:
             await viewer.stop()
             await asyncio.to_thread(site.stop)
-            plain_client.disconnect()
-            plain_client.loop_stop()
+            for client in (plain_client, nodelay_client):
+                client.disconnect()
+                client.loop_stop()
             broker.stop()
-    d, p = percentiles(dozor), percentiles(plain)
+    d, p, n = percentiles(dozor), percentiles(plain), percentiles(nodelay)
     return {
         "bench": "alerts",
         "cameras": args.cameras,
@@ -254,12 +269,14 @@ async def main_async(args: Any) -> dict[str, Any]:
         "snapshot_bytes": len(SNAPSHOT),
         "dozor_latency": d,
         "plain_qos1_latency": p,
+        "plain_qos1_nodelay_latency": n,
         "frame_to_alert_latency": percentiles(frame) if frame else None,
         "frame_to_alert_count": len(frame),
         "frame_to_alert_note": frame_note,
         "dozor_msgs_per_s": round(dozor_rate, 1),
         "plain_qos1_msgs_per_s": round(plain_rate, 1),
         "p95_ratio_dozor_over_plain": round(d["p95_ms"] / p["p95_ms"], 2),
+        "p95_ratio_dozor_over_plain_nodelay": round(d["p95_ms"] / n["p95_ms"], 2),
         "rate_ratio_dozor_over_plain": round(dozor_rate / plain_rate, 2),
         "goal_p95_under_50_ms": d["p95_ms"] < 50,
         "load_avg_1m": round(os.getloadavg()[0], 2),  # shared machine: context for the noise
@@ -288,6 +305,9 @@ def main() -> None:
           f"max {d['max_ms']} ms")
     print(f"  plain paho QoS 1 (no outbox)  p50 {p['p50_ms']} ms  p95 {p['p95_ms']} ms  "
           f"max {p['max_ms']} ms")
+    n = figures["plain_qos1_nodelay_latency"]
+    print(f"  plain paho QoS 1, TCP_NODELAY  p50 {n['p50_ms']} ms  p95 {n['p95_ms']} ms  "
+          f"max {n['max_ms']} ms")
     frame = figures["frame_to_alert_latency"]
     if frame:
         print(f"  decoded frame -> alert ({figures['frame_to_alert_count']} events)  "

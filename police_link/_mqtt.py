@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -31,12 +34,20 @@ def make_client(settings: BrokerSettings, client_id: str) -> mqtt.Client:
             )
         except (ssl.SSLError, OSError, ValueError) as err:
             raise LinkError(f"TLS set-up failed for {settings.host}: {err}") from err
+    # paho leaves Nagle's algorithm on: a small PUBLISH or PUBACK written while an earlier
+    # segment is unacknowledged then waits for the peer's delayed ACK (up to 40 ms here).
+    client.on_socket_open = _set_nodelay
     # paho's threaded loop reconnects forever with this doubling back-off.
     client.reconnect_delay_set(
         min_delay=settings.reconnect_min_s,  # type: ignore[arg-type]  # paho accepts floats
         max_delay=settings.reconnect_max_s,  # type: ignore[arg-type]
     )
     return client
+
+
+def _set_nodelay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def connect_properties(session_expiry_s: int) -> Properties:
