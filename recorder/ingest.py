@@ -13,6 +13,7 @@ isolation model (thread per stream) and the read-timeout measurements.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -194,18 +195,18 @@ def _is_timeout(err: BaseException) -> bool:
 
 
 def _describe(err: BaseException) -> str:
+    """The error without any password: FFmpeg's messages quote the whole URL."""
     if isinstance(err, av.error.ExitError):
         return "timed out (no data)"
-    return str(err) or type(err).__name__
+    return _redact(str(err) or type(err).__name__)
 
 
-def _redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    auth, _, tail = rest.partition("@")
-    return f"{scheme}://{auth.split(':', 1)[0]}:***@{tail}"
+_CREDENTIALS_RE = re.compile(r"(\w+://[^:/@\s'\"]+):[^@\s/'\"]*@")
+
+
+def _redact(text: str) -> str:
+    """`text` with every URL's password replaced by ***, for logs and health."""
+    return _CREDENTIALS_RE.sub(r"\1:***@", text)
 
 
 # --- the ingest loop -----------------------------------------------------------------------

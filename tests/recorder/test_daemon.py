@@ -290,3 +290,68 @@ async def test_drop_and_stall_reconnect_with_gaps_and_show_in_health(
         assert gap.start_wall == before.end_wall and gap.end_wall == after.start_wall
     assert {r.run_id for r in rows} == {run.id for run in runs}  # recording resumed each time
     check_durations_add_up(index, rows, min_run_s=1.0)
+
+
+@pytest.mark.slow
+async def test_onvif_camera_from_simulator_is_probed_recorded_and_alerts_the_police_link(
+    tmp_path: Path, camsim, mosquitto
+) -> None:
+    """The whole site: ONVIF probe, both streams, motion events to the index and the broker,
+    and the simulator's own stall and drop faults each leaving a gap and a new run."""
+    (cam,) = camsim(cameras=1, loop_s=20, motion=[(2.0, 8.0)])
+    cred = mosquitto.credentials["site-a"]
+    config_path = tmp_path / "site.toml"
+    config_path.write_text(
+        f'site = "site-a"\n[storage]\nroot = "{tmp_path / "video"}"\n'
+        f'segment_duration_s = {SEGMENT_S}\nmin_free_bytes = "300MiB"\n'
+        f'stop_below_free_bytes = "100MiB"\n[health]\nport = 0\n'
+        f'[broker]\nhost = "127.0.0.1"\nport = {mosquitto.port}\nca_file = "{mosquitto.ca_file}"\n'
+        f'username = "{cred.username}"\npassword = "{cred.password}"\n'
+        f'[[cameras]]\nname = "cam01"\nonvif_url = "{cam.onvif}"\nuser = "{cam.user}"\n'
+        f'password = "{cam.password}"\n'
+    )
+    options = DaemonOptions(
+        ingest=IngestSettings(read_timeout_s=1.5, healthy_run_s=2.0, backoff_initial_s=0.2),
+        health_sample_interval_s=0.3,
+        stall_after_s=0.8,
+    )
+    recorder = Recorder(load_config(config_path), options=options, notifier=Notifier(environ={}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop))
+    main = recorder.health.stream("cam01", "main")
+    sub = recorder.health.stream("cam01", "sub")
+
+    async def until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not cond():
+            assert not task.done(), f"recorder ended: {task}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.1)
+
+    try:
+        await until(lambda: main.state == "recording" and sub.state == "recording", 40,
+                    "both probed streams recording")  # fmt: skip
+        assert recorder.index is not None
+        await until(lambda: bool(recorder.index.events("cam01")), 25, "a motion event")
+        link = recorder._services.link
+        await until(lambda: link.stats().published >= 2, 15, "the link to publish")
+        await asyncio.to_thread(cam.fault, stall=True)
+        await until(lambda: main.reconnects >= 1, 10, "the stall to end the run")
+        await asyncio.to_thread(cam.fault, stall=False)
+        await until(lambda: main.runs >= 2 and main.state == "recording", 20, "run 2")
+        await asyncio.to_thread(cam.fault, drop=True)
+        await until(lambda: main.runs >= 3 and main.state == "recording", 20, "run 3")
+        await asyncio.sleep(2)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert (main.width, main.height, sub.width, sub.height) == (1920, 1080, 640, 360)
+    index, rows = check_index_matches_files(tmp_path / "video")
+    (camera_row,) = index.cameras()
+    assert camera_row.main_url and camera_row.main_url.endswith("/cam01/main")
+    assert camera_row.clock_offset_s is not None and abs(camera_row.clock_offset_s) < 2
+    gaps = [g.reason for g in index.gaps("cam01", "main")]
+    assert gaps[:2] == ["stall", "reconnect"], gaps
+    assert {r.stream for r in rows} == {"main", "sub"}
+    events = index.events("cam01")
+    assert events and events[0].source == "motion"

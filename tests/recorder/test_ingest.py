@@ -210,3 +210,13 @@ def test_failing_sink_is_detached_while_the_others_continue(gst_rtsp) -> None:
         assert ingest.join(5)
     assert broken.packets == 6 and broken.ends == ["sink error: sink broke"]
     assert healthy.ends == ["shutdown"] and len(run_log.runs) == 1
+
+
+def test_passwords_never_reach_error_messages() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    opener = PyavOpener(open_timeout_s=2, read_timeout_s=1)
+    with pytest.raises(SourceError) as info:
+        opener.open(f"rtsp://admin:s3cr%40t@127.0.0.1:{dead_port}/main")
+    assert "s3cr" not in str(info.value) and "admin:***@" in str(info.value)
