@@ -279,6 +279,17 @@ class Outbox:
             self._delete(chosen)
         return counts, size_total, seqs
 
+    def record_drop(self, counts: dict[str, int], dropped_bytes: int) -> None:
+        """Report messages dropped before they reached the outbox (no seqs: no gaps)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._record_drop(counts, dropped_bytes, [], self._wall())
+                self._db.execute("COMMIT")
+            except sqlite3.Error as err:
+                self._rollback()
+                raise OutboxError(f"site {self.site}: outbox append failed: {err}") from err
+
     def _record_drop(
         self,
         counts: dict[str, int],

@@ -39,7 +39,7 @@ from .commands import (
     known_cameras,
     parse_request,
 )
-from .errors import CommandError, LinkError, ValidationError
+from .errors import CommandError, LinkError, OutboxError, ValidationError
 from .messages import (
     SITE_OFFLINE,
     SITE_ONLINE,
@@ -56,6 +56,7 @@ from .topics import TopicKind, Topics, check_camera_name, check_name
 log = logging.getLogger(__name__)
 
 _STOP = ("stop",)
+BACKLOG_MAX = 10_000  # messages kept in memory while the outbox cannot be written
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,9 @@ class SiteLink:
         self._published = self._rejected = self._dropped = 0
         self._commands_ok = self._commands_failed = 0
         self._live_dropped = 0
+        self._store_error_logged = 0.0  # monotonic time of the last "cannot store" line
+        self._mem_dropped: dict[str, int] = {}  # dropped before reaching the outbox
+        self._mem_dropped_bytes = 0
         self._client = make_client(settings, settings.client_id or f"dozor-site-{site}")
         self._client.will_set(
             self._topics.site_status(site), SITE_OFFLINE, qos=1, retain=True
@@ -339,13 +343,17 @@ class SiteLink:
     # -- worker thread: the outbox --------------------------------------------------------
     def _run_worker(self) -> None:
         stopping = False
+        # Entries the outbox could not take (disk full, I/O error): kept in memory, oldest
+        # first, retried every second, at most BACKLOG_MAX of them.
+        backlog: list[OutboxEntry] = []
         while not stopping:
-            items = [self._work.get()]
-            while True:
-                try:
+            items: list[tuple[Any, ...]] = []
+            try:
+                items.append(self._work.get(timeout=1.0 if backlog else None))
+                while True:
                     items.append(self._work.get_nowait())
-                except queue.Empty:
-                    break
+            except queue.Empty:
+                pass
             entries: list[OutboxEntry] = []
             done: list[int] = []
             for item in items:
@@ -355,23 +363,49 @@ class SiteLink:
                     self._settle(item[1], item[2], done)
                 elif item[0] == "stop":
                     stopping = True
+            backlog = self._store(backlog + entries)
             try:
-                self._store(entries)
-                self._outbox.remove(done)
+                self._outbox.remove(done)  # if this fails the rows are sent again: deduped
                 self._pump()
             except Exception:  # never let the worker die: log and go on
                 log.exception("site %s: outbox worker error", self.site)
                 time.sleep(0.5)
+        if backlog:
+            log.error("site %s: stopping with %d messages the outbox could not store: lost",
+                      self.site, len(backlog))
 
-    def _store(self, entries: list[OutboxEntry]) -> None:
+    def _store(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
+        """Append; on failure return what must be retried (bounded: oldest dropped)."""
         if not entries:
-            return
-        result = self._outbox.append(entries)
+            return []
+        try:
+            if self._mem_dropped:
+                self._outbox.record_drop(self._mem_dropped, self._mem_dropped_bytes)
+                self._mem_dropped, self._mem_dropped_bytes = {}, 0
+            result = self._outbox.append(entries)
+        except OutboxError as err:
+            now = time.monotonic()
+            if now - self._store_error_logged > 60.0:
+                self._store_error_logged = now
+                log.error("site %s: cannot store %d messages in the outbox (%s); keeping "
+                          "them in memory and retrying every second", self.site,
+                          len(entries), err)
+            excess = len(entries) - BACKLOG_MAX
+            for entry in entries[:max(0, excess)]:
+                self._mem_dropped[entry.drop_class] = self._mem_dropped.get(
+                    entry.drop_class, 0) + 1
+                self._mem_dropped_bytes += len(entry.payload or b"")
+                self._dropped += 1
+            return entries[max(0, excess):]
+        if self._store_error_logged:
+            self._store_error_logged = 0.0
+            log.warning("site %s: outbox writable again", self.site)
         if result.dropped:
             self._dropped += sum(result.dropped.values())
             log.warning("site %s: outbox full (%d bytes): dropped %s (%d bytes); "
                         "a drop report is queued", self.site, self._outbox.max_bytes,
                         result.dropped, result.dropped_bytes)
+        return []
 
     def _settle(self, mid: int, reason: ReasonCode, done: list[int]) -> None:
         row = self._inflight.pop(mid, None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -222,3 +224,32 @@ async def test_client_certificate_when_the_broker_requires_one(
         with_cert.stop()
         without.stop()
         broker.stop()
+
+
+async def test_outbox_on_a_full_disk_keeps_alerts_in_memory_until_there_is_room(
+    mosquitto: MosquittoBroker, viewer: ViewerLink, tmp_path: Path
+) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    site = SiteLink("site-a", mosquitto.settings("site-a"), str(small / "outbox.db"))
+    try:
+        site.start()
+        assert site.wait_connected(10)
+        filler = small / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as out:
+            while True:
+                out.write(bytes(4096))
+                out.flush()
+        for i in range(20):
+            site.publish_event(event(i))
+        with pytest.raises(TimeoutError):
+            await next_of(viewer, EventMessage, timeout_s=1.0)
+        filler.unlink()
+        seqs = [(await next_of(viewer, EventMessage, timeout_s=5)).seq for _ in range(20)]
+        assert seqs == list(range(1, 21))
+    finally:
+        site.stop()
+        subprocess.run(["umount", str(small)], check=False)
