@@ -5,7 +5,9 @@
 Starts the camera simulator (N cameras, main 1080p + sub 360p, RTSP only) once, then runs,
 one after another on the same streams so they do not compete for the two cores:
 
-1. `dozor-recorder` (subprocess, temporary storage root, 60 s segments, main + sub);
+1. `dozor-recorder` (subprocess, temporary storage root, 60 s segments, main + sub),
+   recording only (`[cameras.motion] enabled = false`), then again with motion detection
+   on the sub stream (default settings) for the comparison with `motion`;
 2. the floor: one `ffmpeg -rtsp_transport tcp -i URL -c copy -f segment -segment_time 60`
    per stream (main + sub of every camera);
 3. Debian's `motion` (`motion -n -c FILE`): `netcam_url` = sub (decoded for detection),
@@ -185,9 +187,14 @@ def start_simulator(cameras: int, log: Path) -> tuple[subprocess.Popen[bytes], l
 # --- the three systems -----------------------------------------------------------------------
 
 
-def run_recorder(cams: list[Cam], work: Path, warmup_s: float, seconds: float) -> Figures:
-    figures = Figures("dozor-recorder", len(cams))
-    root = work / "recorder"
+def run_recorder(
+    cams: list[Cam], work: Path, warmup_s: float, seconds: float, *, motion: bool = False
+) -> Figures:
+    name = "dozor-recorder + motion" if motion else "dozor-recorder"
+    figures = Figures(name, len(cams))
+    work = work / ("recorder-motion" if motion else "recorder")
+    work.mkdir()
+    root = work / "video"
     port = free_port()
     lines = [
         'site = "bench"', "[storage]", f'root = "{root}"', "segment_duration_s = 60",
@@ -198,6 +205,7 @@ def run_recorder(cams: list[Cam], work: Path, warmup_s: float, seconds: float) -
         lines += [
             "[[cameras]]", f'name = "{cam.name}"', f'main_url = "{cam.main}"',
             f'sub_url = "{cam.sub}"', f'user = "{cam.user}"', f'password = "{cam.password}"',
+            "[cameras.motion]", f"enabled = {'true' if motion else 'false'}",
         ]  # fmt: skip
     config = work / "site.toml"
     config.write_text("\n".join(lines) + "\n")
@@ -364,12 +372,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0, help="measured window")
     parser.add_argument("--warmup-s", type=float, default=5.0)
-    parser.add_argument("--systems", default="recorder,ffmpeg,motion",
-                        help="comma-separated subset of recorder,ffmpeg,motion")
+    parser.add_argument("--systems", default="recorder,recorder-motion,ffmpeg,motion",
+                        help="comma-separated subset of recorder,recorder-motion,ffmpeg,motion")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    runners = {"recorder": run_recorder, "ffmpeg": run_ffmpeg, "motion": run_motion}
+    runners: dict[str, Callable[[list[Cam], Path, float, float], Figures]] = {
+        "recorder": run_recorder,
+        "recorder-motion": lambda *a: run_recorder(*a, motion=True),
+        "ffmpeg": run_ffmpeg,
+        "motion": run_motion,
+    }
     unknown = set(systems) - set(runners)
     if unknown:
         parser.error(f"--systems: unknown {sorted(unknown)}")
@@ -412,9 +425,10 @@ def main(argv: list[str] | None = None) -> int:
             rec.cpu_pct_core_per_camera / floor.cpu_pct_core_per_camera, 3
         )
     motion = next((f for f in results if f.system.startswith("motion")), None)
-    if rec and motion and motion.cpu_pct_core_per_camera:
-        summary["recorder_over_motion_cpu"] = round(
-            rec.cpu_pct_core_per_camera / motion.cpu_pct_core_per_camera, 3
+    rec_motion = next((f for f in results if f.system == "dozor-recorder + motion"), None)
+    if rec_motion and motion and motion.cpu_pct_core_per_camera:
+        summary["recorder_with_motion_over_motion_cpu"] = round(
+            rec_motion.cpu_pct_core_per_camera / motion.cpu_pct_core_per_camera, 3
         )
     if rec:
         summary["recorder_pct_core_total"] = round(rec.cpu_pct_core_per_camera * rec.cameras, 2)
