@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import queue
 import threading
 import time
@@ -68,7 +69,7 @@ class LinkStats:
     outbox_bytes: int
     published: int  # rows acknowledged by the broker
     rejected: int  # rows the broker refused (logged, removed)
-    dropped: int  # rows discarded to keep the outbox bound
+    dropped: int  # messages discarded to keep the outbox (or the memory backlog) bounded
     commands_ok: int
     commands_failed: int
     live_dropped: int  # fragments dropped by publish_live(drop_if_backlogged=True)
@@ -119,7 +120,8 @@ class SiteLink:
         self._published = self._rejected = self._dropped = 0
         self._commands_ok = self._commands_failed = 0
         self._live_dropped = 0
-        self._store_error_logged = 0.0  # monotonic time of the last "cannot store" line
+        self._store_failing = False
+        self._store_error_logged = -math.inf  # monotonic time of the last "cannot store" line
         self._mem_dropped: dict[str, int] = {}  # dropped before reaching the outbox
         self._mem_dropped_bytes = 0
         self._client = make_client(settings, settings.client_id or f"dozor-site-{site}")
@@ -384,6 +386,7 @@ class SiteLink:
                 self._mem_dropped, self._mem_dropped_bytes = {}, 0
             result = self._outbox.append(entries)
         except OutboxError as err:
+            self._store_failing = True
             now = time.monotonic()
             if now - self._store_error_logged > 60.0:
                 self._store_error_logged = now
@@ -397,8 +400,9 @@ class SiteLink:
                 self._mem_dropped_bytes += len(entry.payload or b"")
                 self._dropped += 1
             return entries[max(0, excess):]
-        if self._store_error_logged:
-            self._store_error_logged = 0.0
+        if self._store_failing:
+            self._store_failing = False
+            self._store_error_logged = -math.inf
             log.warning("site %s: outbox writable again", self.site)
         if result.dropped:
             self._dropped += sum(result.dropped.values())
