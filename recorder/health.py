@@ -24,7 +24,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from recorder.errors import RecorderError
+
 __all__ = [
+    "HealthError",
     "HealthRegistry",
     "HealthServer",
     "MetricSample",
@@ -33,6 +36,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class HealthError(RecorderError):
+    """The health endpoint cannot be served (e.g. its port is taken)."""
 
 
 class StreamState(enum.StrEnum):
@@ -355,7 +362,14 @@ class HealthServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as err:
+            await self._runner.cleanup()
+            self._runner = None
+            raise HealthError(
+                f"health endpoint: cannot listen on {self._host}:{self._port}: {err.strerror}"
+            ) from err
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self._port

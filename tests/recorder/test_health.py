@@ -9,7 +9,13 @@ import re
 import aiohttp
 import pytest
 
-from recorder.health import HealthRegistry, HealthServer, MetricSample, StreamState
+from recorder.health import (
+    HealthError,
+    HealthRegistry,
+    HealthServer,
+    MetricSample,
+    StreamState,
+)
 
 
 def test_sample_computes_fps_and_bitrate_from_counter_deltas() -> None:
@@ -105,3 +111,15 @@ def test_a_broken_collector_does_not_break_metrics() -> None:
 
     registry.add_collector(broken)
     assert "dozor_up" in registry.metrics_text()
+
+
+async def test_a_taken_port_gives_a_clear_error() -> None:
+    registry = HealthRegistry("s1")
+    first = HealthServer(registry, port=0)
+    await first.start()
+    try:
+        second = HealthServer(registry, port=first.port or 0)
+        with pytest.raises(HealthError, match=f"cannot listen on 127.0.0.1:{first.port}"):
+            await second.start()
+    finally:
+        await first.stop()
