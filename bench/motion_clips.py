@@ -3,7 +3,7 @@
 Each clip is an H.264 file (PyAV libx264, no B-frames, a keyframe every 2 s like a camera)
 with a ground truth: when each object is in the frame and which zones it crosses. Nuisance
 clips (sensor noise, dusk fading, a light switched on, a day/night IR switch, a small camera
-shake, a swaying branch inside a mask) must give no event. Used by tests and `bench.motion`.
+shake, rain, a swaying branch inside a mask) must give no event. Used by tests and `bench.motion`.
 
 Frames are made in the Y plane (U and V constant): the detector reads only luma anyway.
 """
@@ -42,7 +42,7 @@ class MovingObject:
 class Nuisance:
     """Something that changes pixels but is not an event."""
 
-    kind: str  # "dusk" | "light" | "ir" | "shake" | "branch"
+    kind: str  # "dusk" | "light" | "ir" | "shake" | "branch" | "rain"
     start_s: float = 0.0
     duration_s: float = 0.0
     region: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # branch: x0 y0 x1 y1 (0..1)
@@ -145,6 +145,8 @@ def standard_clips(nuisance_s: float = 20.0) -> tuple[ClipSpec, ...]:
                  nuisances=(Nuisance("ir", nuisance_s * 0.4, nuisance_s),)),
         ClipSpec("nuisance_shake", seed=17, duration_s=nuisance_s,
                  nuisances=(Nuisance("shake", nuisance_s * 0.3, 1.5),)),
+        ClipSpec("nuisance_rain", seed=19, duration_s=nuisance_s,
+                 nuisances=(Nuisance("rain", 0.0, nuisance_s),)),
         ClipSpec("nuisance_branch", seed=18, duration_s=nuisance_s, masks=(top_mask,),
                  nuisances=(Nuisance("branch", 0.0, nuisance_s, (0.55, 0.02, 0.8, 0.3)),)),
     )
@@ -264,6 +266,14 @@ def _apply_nuisance(spec: ClipSpec, nu: Nuisance, img: np.ndarray, t: float) -> 
             k = round(t * spec.fps)
             dx, dy = (2, -1, -2, 1)[k % 4], (1, 2, -1, -2)[k % 4]
             return np.roll(np.roll(img, dx, axis=1), dy, axis=0)
+        return img
+    if nu.kind == "rain":  # thin bright streaks, new ones every frame
+        rng = np.random.default_rng(round(t * 1000))
+        n = 400
+        xs = rng.integers(0, spec.width - 2, n)
+        ys = rng.integers(0, spec.height - 12, n)
+        for x, y in zip(xs.tolist(), ys.tolist(), strict=True):
+            img[y : y + 10, x : x + 1] += 35.0
         return img
     if nu.kind == "branch":  # a dark leafy blob swinging inside its region
         x0, y0, x1, y1 = nu.region

@@ -2,7 +2,8 @@
 
 Per frame (at the working width, ~320 px): downscale, contrast normalisation (smoothed 2nd/98th
 percentile stretch), Gaussian blur, absolute difference with a float32 running average,
-threshold, ignore masked areas, dilate, external contours, drop those under the minimum area.
+threshold, ignore masked areas, erode then dilate, external contours, drop those under the
+minimum area.
 When a large fraction of the frame changes at once (lights, IR switch, shake) the detector
 recalibrates instead of reporting motion: the background is reset to the current frame and
 learnt fast for `calibration_s`, during which nothing is reported.
@@ -142,8 +143,12 @@ class MotionDetector:
         cv2.accumulateWeighted(small, self._bg, alpha)
         if calibrating or changed == 0:
             return self._quiet(t_s, calibrating=calibrating, changed_fraction=changed_fraction)
-        if p.dilate_iterations:
-            thresh = cv2.dilate(thresh, self._kernel, iterations=p.dilate_iterations)
+        # an opening first: 1-pixel specks and streaks (rain, snow, grain) vanish, while
+        # anything at least 3 px thick (a far person is ~5 px wide here) keeps its core
+        thresh = cv2.erode(thresh, self._kernel)
+        if not cv2.countNonZero(thresh):
+            return self._quiet(t_s, calibrating=False, changed_fraction=changed_fraction)
+        thresh = cv2.dilate(thresh, self._kernel, iterations=p.dilate_iterations + 1)
         return self._contours(thresh, t_s, changed_fraction)
 
     # ---- steps -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from recorder.motion.offline import detect_file, stream_info_for
 from recorder.motion.sink import MotionSink
 
 NUISANCES = ["nuisance_noise", "nuisance_night_noise", "nuisance_dusk", "nuisance_light",
-             "nuisance_ir", "nuisance_shake", "nuisance_branch"]
+             "nuisance_ir", "nuisance_shake", "nuisance_rain", "nuisance_branch"]
 
 
 def config_for(clip: LabelledClip, **kw) -> MotionConfig:
