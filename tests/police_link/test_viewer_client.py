@@ -110,3 +110,27 @@ async def test_viewer_rides_out_a_broker_restart(
     assert await viewer.wait_connected(5)
     result = await viewer.request("site-a", "ack", {"event_id": "ev1", "user": "u"})
     assert result == {}
+
+
+async def test_alerts_sent_while_the_viewer_is_down_wait_in_its_session(
+    mosquitto: MosquittoBroker, make_site: Callable[..., SiteLink]
+) -> None:
+    settings = mosquitto.settings("viewer", client_id="restarting-viewer")
+    first = ViewerLink(settings)
+    await first.start()
+    assert await first.wait_connected(10)
+    await first.stop()
+    site = make_site()
+    for i in range(1500):  # more than mosquitto's default max_queued_messages (1000)
+        site.publish_event(EventMessage("site-a", "cam1", f"ev{i}", "new", time.time()))
+    deadline = time.monotonic() + 20
+    while site.stats().outbox_pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert site.stats().outbox_pending == 0
+    second = ViewerLink(settings, last_seqs={})
+    await second.start()
+    try:
+        seqs = [(await next_of(second, EventMessage)).seq for _ in range(1500)]
+        assert seqs == list(range(1, 1501))
+    finally:
+        await second.stop()
