@@ -4,8 +4,9 @@
 
 Everything is real and on loopback: Debian's GStreamer RTSP server (640x360 H.264 at 15 fps,
 1 s GOP), the recorder's StreamIngest with a LiveSink, police_link's SiteLink and ViewerLink
-through a mosquitto broker, the viewer's live relay (aiohttp), and WebSocket clients standing
-in for browsers. For each fragmenting mode it prints the added latency p50/p95 (wall time at
+through mosquitto with the police-station configuration (TLS, accounts, ACL), the viewer's
+live relay (aiohttp), and WebSocket clients standing in for browsers (Chromium too with
+--browser). For each fragmenting mode it prints the added latency p50/p95 (wall time at
 the client minus the wall time the recorder received the fragment's first packet) and the
 bytes per second each view receives against the camera stream's own bitrate. The peer is
 the usual way to get fMP4 out of a camera without transcoding, `-c copy -movflags
@@ -23,7 +24,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -37,10 +37,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from police_link import BrokerSettings, SiteLink, ViewerLink
+from police_link import SiteLink, ViewerLink
 from recorder.health import StreamHealth
 from recorder.ingest import IngestSettings, PyavOpener, StreamIngest
 from recorder.live import ChunkKind, LiveController, decode_payload
+from tests.fixtures.mosquitto import MosquittoBroker
 from viewer.live import LiveAccess, LiveHub, add_live_routes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +54,7 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>live</title></
 <script src="/static/live.js"></script></body></html>"""
 GST_SERVER = ROOT / "tests" / "fixtures" / "gst_rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
-SITE = "bench"
+SITE = "site-a"  # one of tests.fixtures.mosquitto.SITES: the broker's ACL knows it
 CAMERA = "gate"
 # A new view first gets the fragments cached since the last keyframe: not live latency.
 STARTUP_BURST_S = 0.3
@@ -85,23 +86,6 @@ def start_gst_server(*, width: int = 640, height: int = 360, fps: int = 15,
         proc.wait()
         raise RuntimeError(f"GStreamer RTSP server did not start: {line!r}")
     return proc, line.split(" ", 1)[1].strip()
-
-
-def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """A throwaway broker on a random loopback port, anonymous, no persistence."""
-    port = free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return proc, port
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise RuntimeError("mosquitto did not start")
 
 
 class MemoryRunLog:
@@ -169,7 +153,7 @@ class RecorderSide:
     """The site end: StreamIngest -> LiveSink (LiveController) -> SiteLink, on a broker."""
 
     rtsp_url: str
-    broker_port: int
+    broker: MosquittoBroker
     workdir: Path
     fragment_s: float | None = None  # None: chosen per session (recorder.live)
     streams: tuple[str, ...] = ("sub",)  # each ingested from rtsp_url (tests: main too)
@@ -178,10 +162,8 @@ class RecorderSide:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[RecorderSide]:
-        broker = BrokerSettings(host="127.0.0.1", port=self.broker_port, tls=False,
-                                keepalive_s=10, client_id=f"site-{SITE}")
-        site_link = SiteLink(SITE, broker, str(self.workdir / f"outbox-{os.getpid()}.db"),
-                             cameras=[CAMERA])
+        site_link = SiteLink(SITE, self.broker.settings(SITE),
+                             str(self.workdir / f"outbox-{os.getpid()}.db"), cameras=[CAMERA])
         self.controller = LiveController(SITE, site_link.publish_live,
                                          fragment_s=self.fragment_s)
         self.controller.register(site_link)
@@ -211,9 +193,8 @@ class RecorderSide:
             await asyncio.to_thread(site_link.stop)
 
 
-def viewer_link(broker_port: int) -> ViewerLink:
-    return ViewerLink(BrokerSettings(host="127.0.0.1", port=broker_port, tls=False,
-                                     keepalive_s=10, client_id="viewer-bench"), sender="viewer1")
+def viewer_link(broker: MosquittoBroker) -> ViewerLink:
+    return ViewerLink(broker.settings("viewer", client_id="viewer-bench"), sender="viewer1")
 
 
 @dataclass
@@ -221,7 +202,7 @@ class LiveRig:
     """RecorderSide plus the viewer end: ViewerLink -> LiveHub -> /ws/live on plain HTTP."""
 
     rtsp_url: str
-    broker_port: int
+    broker: MosquittoBroker
     workdir: Path
     fragment_s: float | None = None
     ttl_s: int = 30
@@ -242,9 +223,9 @@ class LiveRig:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[LiveRig]:
-        self.recorder = RecorderSide(self.rtsp_url, self.broker_port, self.workdir,
+        self.recorder = RecorderSide(self.rtsp_url, self.broker, self.workdir,
                                      self.fragment_s, self.streams)
-        link = viewer_link(self.broker_port)
+        link = viewer_link(self.broker)
 
         async def request(site: str, kind: str, args: dict[str, Any], timeout_s: float
                           ) -> dict[str, Any]:
@@ -351,10 +332,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def measure_mode(url: str, port: int, workdir: Path, fragment_s: float | None,
+async def measure_mode(url: str, broker: MosquittoBroker, workdir: Path, fragment_s: float | None,
                        seconds: float,
                        views: int, browser: bool = False) -> dict[str, Any]:
-    rig = LiveRig(url, port, workdir, fragment_s=fragment_s,
+    rig = LiveRig(url, broker, workdir, fragment_s=fragment_s,
                   extra_routes=page_routes() if browser else None)
     browser_latencies: list[float] = []
     async with rig.running():
@@ -402,12 +383,14 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
         gst, url = start_gst_server(bitrate_kbit=args.bitrate_kbit, pattern=args.pattern)
-        broker, port = start_mosquitto(Path(tmp))
         results = {}
+        broker: MosquittoBroker | None = None
         try:
+            # The police-station configuration: TLS, accounts, ACL (config/mosquitto).
+            broker = MosquittoBroker.launch(Path(tmp), sites=(SITE,))
             for mode in modes:
                 fragment_s = MODES[mode] if mode in MODES else float(mode)
-                results[mode] = await measure_mode(url, port, Path(tmp), fragment_s,
+                results[mode] = await measure_mode(url, broker, Path(tmp), fragment_s,
                                                    args.seconds, args.views, args.browser)
                 r = results[mode]
                 print(f"mode {mode:>5}: latency p50 {r['latency_p50_ms']} ms, p95 "
@@ -419,9 +402,10 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"            in Chromium: p50 {r['chromium_latency_p50_ms']} ms, "
                           f"p95 {r['chromium_latency_p95_ms']} ms")
         finally:
-            for proc in (gst, broker):
-                proc.kill()
-                proc.wait()
+            if broker is not None:
+                broker.stop()
+            gst.kill()
+            gst.wait()
     out: dict[str, Any] = {"bench": "live", "seconds": args.seconds, "views": args.views,
                            "modes": results}
     best = "auto" if "auto" in results else "frame"

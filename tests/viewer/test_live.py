@@ -20,10 +20,10 @@ from bench.live import (
     LiveRig,
     RecorderSide,
     start_gst_server,
-    start_mosquitto,
     viewer_link,
 )
 from recorder.live import ChunkKind, LiveMode, LivePayload, _trun_sample_count, decode_payload
+from tests.fixtures.mosquitto import MosquittoBroker
 from viewer.accounts import Role
 from viewer.audit import Action
 from viewer.live import FeedKey, LiveAccess, LiveFeed, LiveHub, Watcher, add_live_routes
@@ -40,17 +40,10 @@ def rtsp_url() -> Iterator[str]:
     proc.wait()
 
 
-@pytest.fixture(scope="module")
-def broker_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    proc, port = start_mosquitto(tmp_path_factory.mktemp("broker"))
-    yield port
-    proc.kill()
-    proc.wait()
-
-
 @pytest.fixture
-async def rig(rtsp_url: str, broker_port: int, tmp_path: Path) -> AsyncIterator[LiveRig]:
-    async with LiveRig(rtsp_url, broker_port, tmp_path, ttl_s=6).running() as r:
+async def rig(rtsp_url: str, mosquitto: MosquittoBroker, tmp_path: Path
+              ) -> AsyncIterator[LiveRig]:
+    async with LiveRig(rtsp_url, mosquitto, tmp_path, ttl_s=6).running() as r:
         yield r
 
 
@@ -135,8 +128,10 @@ async def test_renewal_keeps_the_view_alive(rig: LiveRig) -> None:
         assert item.kind is ChunkKind.MEDIA
 
 
-async def test_main_stream_on_request(rtsp_url: str, broker_port: int, tmp_path: Path) -> None:
-    rig = LiveRig(rtsp_url, broker_port, tmp_path, streams=("main", "sub"))
+async def test_main_stream_on_request(
+    rtsp_url: str, mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    rig = LiveRig(rtsp_url, mosquitto, tmp_path, streams=("main", "sub"))
     async with rig.running(), aiohttp.ClientSession() as session, session.ws_connect(
         rig.ws_url(stream="main")
     ) as ws:
@@ -217,10 +212,11 @@ async def test_endpoint_refuses_before_asking_the_site(
 
 
 async def test_viewer_app_live_view_with_permissions_and_audit(
-    rtsp_url: str, broker_port: int, tmp_path: Path, start_viewer: Any, browser_factory: Any
+    rtsp_url: str, mosquitto: MosquittoBroker, tmp_path: Path, start_viewer: Any,
+    browser_factory: Any
 ) -> None:
-    async with RecorderSide(rtsp_url, broker_port, tmp_path).running():
-        link = viewer_link(broker_port)
+    async with RecorderSide(rtsp_url, mosquitto, tmp_path).running():
+        link = viewer_link(mosquitto)
         await link.start()
         try:
             assert await link.wait_connected(10)

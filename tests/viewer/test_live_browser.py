@@ -25,11 +25,11 @@ from bench.live import (
     allow_all,
     page_routes,
     start_gst_server,
-    start_mosquitto,
     viewer_link,
 )
 from recorder.live import LiveController
 from recorder.stream_types import StreamInfo
+from tests.fixtures.mosquitto import MosquittoBroker
 from tests.recorder.test_live import make_clip
 from tests.viewer.conftest import TEST_PASSWORD
 from viewer.accounts import Role
@@ -63,23 +63,21 @@ async def browser_page() -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-def gst_and_broker(tmp_path: Path) -> Iterator[tuple[str, int]]:
+def gst_and_broker(mosquitto: MosquittoBroker) -> Iterator[tuple[str, MosquittoBroker]]:
     try:
         gst, url = start_gst_server(pattern="ball", bitrate_kbit=300)
     except (OSError, RuntimeError) as err:
         pytest.skip(f"GStreamer RTSP server unavailable: {err}")
-    broker, port = start_mosquitto(tmp_path)
-    yield url, port
-    for proc in (gst, broker):
-        proc.kill()
-        proc.wait()
+    yield url, mosquitto
+    gst.kill()
+    gst.wait()
 
 
 async def test_live_view_plays_in_chromium(
-    gst_and_broker: tuple[str, int], browser_page: Any, tmp_path: Path
+    gst_and_broker: tuple[str, MosquittoBroker], browser_page: Any, tmp_path: Path
 ) -> None:
-    url, port = gst_and_broker
-    rig = LiveRig(url, port, tmp_path, extra_routes=page_routes("bench", "gate"),
+    url, broker = gst_and_broker
+    rig = LiveRig(url, broker, tmp_path, extra_routes=page_routes(),
                   streams=("main", "sub"))
     async with rig.running():
         page = browser_page
@@ -96,7 +94,7 @@ async def test_live_view_plays_in_chromium(
         await page.wait_for_function(
             "() => { const v = document.querySelector('#live video');"
             " return v.src !== window.subSrc && v.currentTime > 0.3; }", timeout=15000)
-        assert ("live.start", {"camera": "gate", "stream": "main", "ttl_s": 30}) in rig.requests
+        assert ("live.start", {"camera": CAMERA, "stream": "main", "ttl_s": 30}) in rig.requests
     assert after["error"] is None
     assert after["time"] - before["time"] > 1.0, (before, after)
     assert after["frames"] - before["frames"] > 15, (before, after)
@@ -108,12 +106,13 @@ async def test_live_view_plays_in_chromium(
 
 
 async def test_live_view_plays_on_the_viewer_wall_page(
-    gst_and_broker: tuple[str, int], browser_page: Any, tmp_path: Path, start_viewer: Any
+    gst_and_broker: tuple[str, MosquittoBroker], browser_page: Any, tmp_path: Path,
+    start_viewer: Any,
 ) -> None:
     """The real application: HTTPS, login form, session cookie, its CSP, the wall's dialog."""
-    url, port = gst_and_broker
-    async with RecorderSide(url, port, tmp_path).running():
-        link = viewer_link(port)
+    url, broker = gst_and_broker
+    async with RecorderSide(url, broker, tmp_path).running():
+        link = viewer_link(broker)
         await link.start()
         try:
             assert await link.wait_connected(10)
