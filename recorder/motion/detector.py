@@ -116,11 +116,7 @@ class MotionDetector:
             return self._quiet(t_s, calibrating=True)
         calibrating = t_s < self._calibrate_until_s
         bg_u8 = cv2.convertScaleAbs(self._bg)
-        # gain compensation: scale the frame to the background's mean level, so slow global
-        # light changes (dusk, clouds) that the running average lags behind do not show
-        mean_f = cv2.mean(small, self._keep)[0]
-        mean_b = cv2.mean(bg_u8, self._keep)[0]
-        level = min(max(mean_b / max(mean_f, 1.0), 0.5), 2.0)
+        level = self._light_level(small, bg_u8)
         matched = cv2.convertScaleAbs(small, alpha=level) if abs(level - 1.0) > 0.01 else small
         diff = cv2.absdiff(matched, bg_u8)
         self._last_threshold = self._threshold(small)
@@ -166,6 +162,19 @@ class MotionDetector:
             small = cv2.resize(luma, (ww, wh), interpolation=interp)
         self.last_resized = small
         return cv2.GaussianBlur(small, (self.params.blur_px, self.params.blur_px), 0)
+
+    @staticmethod
+    def _light_level(small: np.ndarray, bg: np.ndarray) -> float:
+        """Background-to-frame brightness ratio: the median over an 8x6 grid of blocks.
+
+        The frame is scaled by it so slow global light changes (dusk, clouds) that the running
+        average lags behind do not show. The median makes it a property of the whole scene:
+        a large object close to the camera darkens some blocks, a lamp or dusk all of them.
+        """
+        fb = cv2.resize(small, (8, 6), interpolation=cv2.INTER_AREA).astype(np.float32)
+        bb = cv2.resize(bg, (8, 6), interpolation=cv2.INTER_AREA).astype(np.float32)
+        ratio = float(np.median(bb / np.maximum(fb, 1.0)))
+        return min(max(ratio, 0.5), 2.0)
 
     def _threshold(self, small: np.ndarray) -> float:
         """Contrast normalisation as an adaptive threshold.

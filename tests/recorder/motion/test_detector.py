@@ -114,3 +114,14 @@ def test_padded_rows_are_read_correctly():
     moved[200:260, 100:124] = 30
     d = det.process(moved[:, :W], t)
     assert d.motion and d.union_box() is not None
+
+
+def test_large_object_close_to_the_camera_is_motion_not_a_light_change():
+    """A dark figure filling a quarter of the picture lowers the mean brightness by a lot, but
+    only in its blocks: it must be reported, not taken for a lamp going off."""
+    det = detector()
+    img = scene()
+    t = warm(det, img)
+    d = det.process(with_box(img, 200, 40, bw=200, bh=300, luma=20), t)  # 26 % of it
+    assert d.motion and not d.global_change
+    assert d.area_fraction > 0.2
