@@ -134,7 +134,8 @@ class MotionSink:
 
     def poll(self) -> None:
         """Call about once a second from a timer thread: raises video loss."""
-        self.tamper.poll()
+        if self.cfg.enabled:  # a disabled sink sees no frames: that is not video loss
+            self.tamper.poll()
 
     def _on_frame(self, frame: av.VideoFrame) -> None:
         self.frames_decoded += 1
