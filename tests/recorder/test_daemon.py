@@ -355,3 +355,67 @@ async def test_onvif_camera_from_simulator_is_probed_recorded_and_alerts_the_pol
     assert {r.stream for r in rows} == {"main", "sub"}
     events = index.events("cam01")
     assert events and events[0].source == "motion"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)],
+                         capture_output=True, text=True)  # fmt: skip
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.slow
+async def test_full_disk_raises_the_alarm_and_recording_resumes_when_space_returns(
+    tmp_path: Path, small_disk: Path, gst_rtsp
+) -> None:
+    url = gst_rtsp(fps=15)
+    root = small_disk / "video"
+    config_path = tmp_path / "site.toml"
+    config_path.write_text(
+        f'site = "test-site"\n[storage]\nroot = "{root}"\nsegment_duration_s = 2\n'
+        f'min_free_bytes = "6MiB"\nstop_below_free_bytes = "4MiB"\n[health]\nport = 0\n'
+        f'[[cameras]]\nname = "cam1"\nmain_url = "{url}"\n[cameras.motion]\nenabled = false\n'
+    )
+    options = DaemonOptions(health_sample_interval_s=0.3, retention_interval_s=3600)
+    recorder = Recorder(load_config(config_path), options=options, notifier=Notifier(environ={}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop))
+    health = recorder.health.stream("cam1", "main")
+
+    async def until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.1)
+
+    filler = small_disk / "filler"
+    try:
+        await until(lambda: health.state == "recording", 20, "recording")
+        flusher = recorder.flusher
+        assert flusher is not None
+        await until(lambda: flusher.stats().segments_indexed >= 1, 15, "a segment")
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        filler.write_bytes(b"\0" * (free - 3 * (1 << 20)))  # leave 3 MiB: below the stop mark
+        await until(lambda: "storage" in recorder.health.alarms(), 10, "the storage alarm")
+        body = recorder.health.snapshot()
+        assert body["status"] == "alarm" and body["storage"]["storage_full"] is True
+        filler.unlink()
+        await until(lambda: "storage" not in recorder.health.alarms(), 10, "the alarm to clear")
+        assert recorder.index is not None
+        await until(lambda: bool(recorder.index.gaps("cam1", "main", "disk_full")), 15,
+                    "recording to resume after a disk_full gap")  # fmt: skip
+        assert health.state == "recording"  # the stream itself never stopped
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    index, rows = check_index_matches_files(root)
+    (gap,) = index.gaps("cam1", "main", "disk_full")
+    assert any(r.start_wall >= gap.end_wall for r in rows)  # footage after the gap
+    assert any(r.end_wall <= gap.start_wall for r in rows)  # and before it
