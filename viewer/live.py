@@ -179,7 +179,9 @@ class LiveHub:
         self._request = request
         self.ttl_s = ttl_s
         self.feeds: dict[FeedKey, LiveFeed] = {}
-        self._lock = asyncio.Lock()  # start and stop of a feed do not interleave
+        # Start and stop of one feed do not interleave (a slow site delays only its own
+        # feeds). One lock per key ever watched: cameras x streams x modes, a bounded set.
+        self._locks: dict[FeedKey, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         # Open browser sockets: closed at shutdown, or aiohttp waits for them to go away.
         self.sockets: set[web.WebSocketResponse] = set()
@@ -188,7 +190,7 @@ class LiveHub:
         """A new watcher of key; starts the feed at the site when it is the first."""
         self._loop = asyncio.get_running_loop()
         watcher = Watcher(key)
-        async with self._lock:
+        async with self._locks.setdefault(key, asyncio.Lock()):
             feed = self.feeds.get(key)
             if feed is None:
                 feed = LiveFeed(key, self._request, self.ttl_s)
@@ -199,7 +201,7 @@ class LiveHub:
         return watcher
 
     async def leave(self, watcher: Watcher) -> None:
-        async with self._lock:
+        async with self._locks.setdefault(watcher.key, asyncio.Lock()):
             feed = self.feeds.get(watcher.key)
             if feed is None:
                 return
