@@ -7,7 +7,8 @@ person-sized ones), precision, false events per hour of nuisance-only video, det
 (first frame with the object -> event confirmed) and CPU per processed frame.
 Cost: the recorder side of one camera with detection at 5 fps on a 640x360 15 fps stream
 (packets demuxed from a file, paced in real time, fed to MotionSink), against `motion` reading
-the same file at 15 fps (`netcam_url file://`), both with N cameras for T seconds.
+the same file at 15 fps (`netcam_url file://`), both with N cameras, measured over the same
+T seconds (so both see the same load from anything else running on the machine).
 The peer runs with its defaults (threshold 1500 changed pixels, event_gap 60 s); clips with a
 mask get the same mask as a PGM `mask_file`. Its event times come from `on_event_start`
 hooks, relative to the moment its log says the file was opened (about +-0.1 s).
@@ -24,6 +25,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -296,7 +298,12 @@ def dozor_cpu(
     return 100.0 * (time.process_time() - cpu0) / wall / cameras, sum(frames)
 
 
-def peer_cpu(path: Path, fps: int, cameras: int, seconds: float, workdir: Path) -> float:
+def peer_cpu(
+    path: Path, fps: int, cameras: int, seconds: float, workdir: Path,
+    during: Callable[[], tuple[float, int]] | None = None,
+) -> tuple[float, tuple[float, int] | None]:
+    """`motion`'s CPU per camera over `seconds`; `during` (Dozor's measurement) runs in the
+    same window, so both see the same load from whatever else the machine is doing."""
     peer = MotionPeer(workdir / "cpu")
     names = [f"cpu{k}" for k in range(cameras)]
     peer.start([(n, path, fps, ()) for n in names])
@@ -306,11 +313,14 @@ def peer_cpu(path: Path, fps: int, cameras: int, seconds: float, workdir: Path) 
             raise RuntimeError(f"motion opened only {len(opened)} of {cameras} cameras")
         time.sleep(0.5)
         c0, w0 = peer.cpu_s(), time.monotonic()
-        time.sleep(seconds)
+        other = during() if during is not None else None
+        left = seconds - (time.monotonic() - w0)
+        if left > 0:
+            time.sleep(left)
         c1, w1 = peer.cpu_s(), time.monotonic()
     finally:
         peer.stop()
-    return 100.0 * (c1 - c0) / (w1 - w0) / cameras
+    return 100.0 * (c1 - c0) / (w1 - w0) / cameras, other
 
 
 # ---- main --------------------------------------------------------------------------------------
@@ -348,9 +358,6 @@ def main() -> None:
     result["dozor_cpu_ms_per_frame"] = cpu_per_frame_s * 1000
     result["dozor_detect_ms_per_frame"] = detect_per_frame_s * 1000
 
-    dz_cpu, dz_frames = dozor_cpu(cpu_clip.path, args.cameras, args.seconds)
-    result["dozor_cpu_pct_per_camera"] = dz_cpu
-    result["dozor_cpu_frames_processed"] = dz_frames
     kf_cpu, _ = dozor_cpu(cpu_clip.path, args.cameras, args.seconds / 2,
                           MotionConfig(decode="keyframes"))
     result["dozor_keyframes_cpu_pct_per_camera"] = kf_cpu
@@ -363,15 +370,20 @@ def main() -> None:
                 print(f"  motion {oc.clip.spec.name:22s} truth={len(oc.clip.truth)} "
                       f"starts={[round(f.start_s, 1) for f in oc.found]}")
             result.update({f"motion_{k}": v for k, v in pm.items()})
-            result["motion_cpu_pct_per_camera"] = peer_cpu(
-                cpu_clip.path, cpu_clip.spec.fps, args.cameras, args.seconds, Path(tmp)
+            # both measured in the same window (N Dozor threads + N motion cameras)
+            motion_pct, both = peer_cpu(
+                cpu_clip.path, cpu_clip.spec.fps, args.cameras, args.seconds, Path(tmp),
+                during=lambda: dozor_cpu(cpu_clip.path, args.cameras, args.seconds),
             )
-            result["cpu_ratio_dozor_to_motion"] = (
-                dz_cpu / result["motion_cpu_pct_per_camera"]  # type: ignore[operator]
-                if result["motion_cpu_pct_per_camera"] else None
-            )
+            assert both is not None
+            dz_cpu, dz_frames = both
+            result["motion_cpu_pct_per_camera"] = motion_pct
+            result["cpu_ratio_dozor_to_motion"] = dz_cpu / motion_pct if motion_pct else None
         else:
+            dz_cpu, dz_frames = dozor_cpu(cpu_clip.path, args.cameras, args.seconds)
             result["motion_peer"] = "not run"
+    result["dozor_cpu_pct_per_camera"] = dz_cpu
+    result["dozor_cpu_frames_processed"] = dz_frames
 
     print(f"clips={len(clips)} cameras={args.cameras} seconds={args.seconds}")
     for side in ("dozor", "motion"):
