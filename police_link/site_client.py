@@ -72,7 +72,7 @@ class LinkStats:
     dropped: int  # messages discarded to keep the outbox (or the memory backlog) bounded
     commands_ok: int
     commands_failed: int
-    live_dropped: int  # fragments dropped by publish_live(drop_if_backlogged=True)
+    live_dropped: int  # fragments too big, or dropped by publish_live(drop_if_backlogged=True)
 
 
 class SiteLink:
@@ -92,9 +92,13 @@ class SiteLink:
         inflight_max: int = 32,
         reply_ttl_s: float = 30.0,
         command_queue_max: int = 64,
+        max_message_bytes: int = 4 * 1024 * 1024,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.site = check_name(site, "site")
+        # Must stay under the broker's max_packet_size (8 MiB in config/mosquitto): mosquitto
+        # disconnects a client that sends a bigger packet, and paho would resend it forever.
+        self._max_message_bytes = max_message_bytes
         self.settings = settings
         self._topics = Topics(settings.prefix)
         self._wall = wall
@@ -210,6 +214,9 @@ class SiteLink:
         self._check_site(msg.site)
         entries = []
         if snapshot_jpeg is not None:
+            if len(snapshot_jpeg) > self._max_message_bytes:
+                raise ValidationError("snapshot_jpeg", f"{len(snapshot_jpeg)} bytes is more "
+                                      f"than max_message_bytes ({self._max_message_bytes})")
             topic = self._topics.snapshot(self.site, msg.camera, msg.event_id)
             if msg.snapshot is None:
                 msg = dataclasses.replace(msg, snapshot=topic)
@@ -269,7 +276,9 @@ class SiteLink:
         video never queues up ahead of alerts."""
         if not self._connected.is_set():
             return False
-        if drop_if_backlogged and self._client.want_write():
+        if len(payload) > self._max_message_bytes or (
+            drop_if_backlogged and self._client.want_write()
+        ):
             self._live_dropped += 1
             return False
         topic = self._topics.live(self.site, camera, stream)
@@ -426,6 +435,12 @@ class SiteLink:
     def _pump(self) -> None:
         room = self._inflight_max - len(self._inflight)
         for row in self._outbox.take(room):
+            if len(row.payload) > self._max_message_bytes:  # stored by an older setting
+                self._rejected += 1
+                log.error("site %s: %s of %d bytes exceeds max_message_bytes: removed",
+                          self.site, row.topic, len(row.payload))
+                self._outbox.remove([row.id])
+                continue
             info = self._client.publish(row.topic, row.payload, qos=1, retain=row.retain)
             self._inflight[info.mid] = row
 

@@ -253,3 +253,40 @@ async def test_outbox_on_a_full_disk_keeps_alerts_in_memory_until_there_is_room(
     finally:
         site.stop()
         subprocess.run(["umount", str(small)], check=False)
+
+
+async def test_oversized_snapshot_and_live_fragment_are_refused_not_sent(
+    make_site: Callable[..., SiteLink], viewer: ViewerLink
+) -> None:
+    # mosquitto would drop the connection on a packet over max_packet_size, and paho would
+    # resend it forever: the link refuses what the broker cannot take
+    site = make_site(max_message_bytes=64 * 1024)
+    with pytest.raises(ValidationError) as err:
+        site.publish_event(event(1), snapshot_jpeg=bytes(65 * 1024))
+    assert err.value.field == "snapshot_jpeg"
+    assert not site.publish_live("cam1", "main", bytes(65 * 1024))
+    assert site.stats().live_dropped == 1
+    site.publish_event(event(2), snapshot_jpeg=bytes(1024))
+    assert (await next_of(viewer, EventMessage)).event_id == "ev2"
+
+
+async def test_stored_message_too_big_for_the_broker_does_not_block_the_outbox(
+    mosquitto: MosquittoBroker, viewer: ViewerLink, tmp_path: Path
+) -> None:
+    outbox = str(tmp_path / "a.db")
+    mosquitto.stop()
+    old = SiteLink("site-a", mosquitto.settings("site-a"), outbox, outbox_max_bytes=64 << 20,
+                   max_message_bytes=16 << 20)
+    old.start()
+    old.publish_event(event(1), snapshot_jpeg=bytes(9 << 20))  # > max_packet_size 8 MiB
+    old.publish_event(event(2))
+    old.stop()
+    mosquitto.start()
+    site = SiteLink("site-a", mosquitto.settings("site-a"), outbox, outbox_max_bytes=64 << 20)
+    site.start()
+    try:
+        assert [(await next_of(viewer, EventMessage)).event_id for _ in range(2)] == ["ev1",
+                                                                                    "ev2"]
+        assert site.stats().rejected == 1
+    finally:
+        site.stop()
