@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -142,11 +143,16 @@ async def test_live_view_plays_on_the_viewer_wall_page(
 
 
 class FileReplay(threading.Thread):
-    """Plays a clip in real time, in a loop, into a sink: a camera without RTSP."""
+    """Plays a clip in real time, in a loop, into a sink: a camera without RTSP.
 
-    def __init__(self, path: Path, sink: Any) -> None:
+    With new_run_each_loop every loop is a new run whose timestamps start over, as when a
+    camera reconnects: the player must take the new init segment and go on.
+    """
+
+    def __init__(self, path: Path, sink: Any, *, new_run_each_loop: bool = False) -> None:
         super().__init__(daemon=True)
         self.path, self.sink = path, sink
+        self.new_run_each_loop = new_run_each_loop
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -154,19 +160,26 @@ class FileReplay(threading.Thread):
             stream = container.streams.video[0]
             tb: Fraction = stream.time_base
             ctx = stream.codec_context
-            self.sink.on_run_start(StreamInfo(
-                "bench", "gate", "sub", 1, ctx.name, ctx.width, ctx.height, tb.numerator,
-                tb.denominator, time.time(), stream))
+
+            def start_run(run_id: int) -> None:
+                self.sink.on_run_start(StreamInfo(
+                    "bench", "gate", "sub", run_id, ctx.name, ctx.width, ctx.height,
+                    tb.numerator, tb.denominator, time.time(), stream))
+
+            start_run(1)
             packets = [p for p in container.demux(stream) if p.dts is not None]
             duration_s = float((packets[-1].dts - packets[0].dts) * tb) + 1 / 15
             start = time.monotonic()
             loop = 0
             while not self.stop.is_set():
+                if loop and self.new_run_each_loop:
+                    self.sink.on_run_end("camera reconnected")
+                    start_run(loop + 1)
+                shift = 0 if self.new_run_each_loop else round(loop * duration_s / tb)
                 for p in packets:
                     due = start + loop * duration_s + float((p.dts - packets[0].dts) * tb)
                     if self.stop.wait(max(0.0, due - time.monotonic())):
                         break
-                    shift = round(loop * duration_s / tb)
                     q = av.Packet(bytes(p))
                     q.pts, q.dts = p.pts + shift, p.dts + shift
                     q.time_base, q.is_keyframe = p.time_base, p.is_keyframe
@@ -175,8 +188,10 @@ class FileReplay(threading.Thread):
             self.sink.on_run_end("replay stopped")
 
 
-async def test_h265_falls_back_to_jpeg_in_chromium(browser_page: Any, tmp_path: Path) -> None:
-    clip = make_clip(tmp_path / "cam265.ts", "h265", seconds=2.0)
+@contextlib.asynccontextmanager
+async def replayed_camera(clip: Path, **replay_options: Any) -> AsyncIterator[int]:
+    """A clip replayed into LiveController -> LiveHub in this process (no broker), served
+    with the test page; yields the HTTP port."""
     hub: LiveHub | None = None
 
     def publish(camera: str, stream: str, payload: bytes, **_: Any) -> bool:
@@ -196,10 +211,19 @@ async def test_h265_falls_back_to_jpeg_in_chromium(browser_page: Any, tmp_path: 
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-    replay = FileReplay(clip, controller.sink("gate", "sub"))
+    replay = FileReplay(clip, controller.sink("gate", "sub"), **replay_options)
     replay.start()
     try:
+        yield runner.addresses[0][1]
+    finally:
+        replay.stop.set()
+        replay.join(5)
+        await runner.cleanup()
+
+
+async def test_h265_falls_back_to_jpeg_in_chromium(browser_page: Any, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "cam265.ts", "h265", seconds=2.0)
+    async with replayed_camera(clip) as port:
         page = browser_page
         await page.goto(f"http://127.0.0.1:{port}/live-test")
         await page.wait_for_function(
@@ -208,9 +232,23 @@ async def test_h265_falls_back_to_jpeg_in_chromium(browser_page: Any, tmp_path: 
         shown = await page.evaluate(
             "() => { const i = document.querySelector('#live img');"
             " return {hidden: i.hidden, width: i.naturalWidth}; }")
-    finally:
-        replay.stop.set()
-        replay.join(5)
-        await runner.cleanup()
     assert state["note"].startswith("hvc1.") and "cannot play here" in state["note"]
     assert shown == {"hidden": False, "width": 320}
+
+
+async def test_playback_goes_on_across_camera_reconnects(
+    browser_page: Any, tmp_path: Path
+) -> None:
+    clip = make_clip(tmp_path / "cam.ts", "h264", seconds=2.0)
+    async with replayed_camera(clip, new_run_each_loop=True) as port:
+        page = browser_page
+        await page.goto(f"http://127.0.0.1:{port}/live-test")
+        await page.wait_for_function(
+            "() => { const v = document.querySelector('#live video');"
+            " return v && v.currentTime > 0.3; }", timeout=15000)
+        before = await page.evaluate(PLAYBACK)
+        await asyncio.sleep(4.5)  # two new runs, timestamps starting over each time
+        after = await page.evaluate(PLAYBACK)
+    assert after["error"] is None
+    assert after["time"] - before["time"] > 2.5, (before, after)
+    assert after["frames"] - before["frames"] > 40, (before, after)
