@@ -155,8 +155,8 @@ class MotionPeer:
         self.hook.chmod(0o755)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, cams: list[tuple[str, Path, int, tuple]]) -> None:
-        """cams: (name, file, fps, masks)."""
+    def start(self, cams: list[tuple[str, Path, int, tuple]], threshold: int | None = None) -> None:
+        """cams: (name, file, fps, masks); `threshold`: changed pixels (motion's default 1500)."""
         lines = [
             "daemon off", "setup_mode off", "log_level 6", f"log_file {self.log}",
             f"target_dir {self.dir / 'out'}", "webcontrol_port 0", "stream_port 0",
@@ -170,6 +170,8 @@ class MotionPeer:
                 f"framerate {fps}", f"width {w}", f"height {h}",
                 f"on_event_start {self.hook} start %t", f"on_event_end {self.hook} end %t",
             ]
+            if threshold is not None:
+                cam.append(f"threshold {threshold}")
             if masks:
                 pgm = self.dir / f"mask{i}.pgm"
                 cv2.imwrite(str(pgm), cv2.bitwise_not(polygon_mask(masks, w, h)))
@@ -228,10 +230,12 @@ class MotionPeer:
         return out
 
 
-def peer_quality(clips: list[LabelledClip], workdir: Path) -> list[Outcome]:
+def peer_quality(
+    clips: list[LabelledClip], workdir: Path, threshold: int | None = None
+) -> list[Outcome]:
     peer = MotionPeer(workdir / "quality")
     names = [c.spec.name for c in clips]
-    peer.start([(c.spec.name, c.path, c.spec.fps, c.spec.masks) for c in clips])
+    peer.start([(c.spec.name, c.path, c.spec.fps, c.spec.masks) for c in clips], threshold)
     try:
         opened = peer.wait_connected(names)
         longest = max(c.spec.duration_s for c in clips)
@@ -339,6 +343,8 @@ def main() -> None:
     ap.add_argument("--nuisance-seconds", type=float, default=60.0,
                     help="length of each nuisance-only clip")
     ap.add_argument("--no-peer", action="store_true", help="skip Debian's motion")
+    ap.add_argument("--peer-threshold", type=int, default=None,
+                    help="motion's threshold (changed pixels); default: motion's own (1500)")
     ap.add_argument("--cache-dir", type=Path,
                     default=Path(tempfile.gettempdir()) / "dozor-motion-clips")
     args = ap.parse_args()
@@ -364,7 +370,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-motion-") as tmp:
         if have_peer:
-            peer_outcomes = peer_quality(clips, Path(tmp))
+            peer_outcomes = peer_quality(clips, Path(tmp), args.peer_threshold)
             pm = score(peer_outcomes)
             for oc in peer_outcomes:
                 print(f"  motion {oc.clip.spec.name:22s} truth={len(oc.clip.truth)} "
