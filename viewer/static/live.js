@@ -19,6 +19,7 @@
   // Texts: the page's catalogue (viewer/locales, <script id="i18n">) when there is one.
   var ENGLISH = {
     "live.disconnected": "disconnected",
+    "live.waiting": "waiting for the camera…",
     "live.ended": "stream ended: {reason}",
     "live.jpeg_fallback": "{codec} cannot play here: one picture a second",
     "live.show_main": "Main stream",
@@ -118,6 +119,7 @@
       "&mode=" + this.mode;
     var ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
+    this._setNote(t("live.waiting"));
     var self = this;
     ws.onmessage = function (event) {
       if (self.ws === ws) self._onMessage(event.data); // not a socket we already left
@@ -243,7 +245,6 @@
   };
 
   LivePlayer.prototype._fallBackToJpeg = function (codec) {
-    this._setNote(t("live.jpeg_fallback", { codec: codec }));
     this.mode = "jpeg";
     var old = this.ws;
     this.ws = null;
@@ -251,6 +252,7 @@
     this.video.hidden = true;
     this.image.hidden = false;
     this._connect();
+    this._setNote(t("live.jpeg_fallback", { codec: codec }));
   };
 
   LivePlayer.prototype._onJpeg = function (body) {
