@@ -74,7 +74,7 @@ class EventTracker:
         self._snapshot = snapshot
         self._min_area = min_area_fraction
         self._new_id = new_id
-        self._frame_interval_s = 0.2
+        self._frame_interval_s: float | None = None  # smoothed time between processed frames
         self._last_t: float | None = None
         self._run_first: float | None = None  # first motion of the current candidate run
         self._run_frames = 0
@@ -104,7 +104,10 @@ class EventTracker:
         t = det.t_s
         if self._last_t is not None and t > self._last_t:
             dt = t - self._last_t
-            self._frame_interval_s += 0.2 * (dt - self._frame_interval_s)
+            if self._frame_interval_s is None:  # the first interval seen sets it outright
+                self._frame_interval_s = dt
+            else:
+                self._frame_interval_s += 0.2 * (dt - self._frame_interval_s)
         self._last_t = t
         if self._id is not None and det.motion and t - self._start >= self.cfg.max_length_s:
             self._split(t)
@@ -148,7 +151,8 @@ class EventTracker:
         self._maybe_update(t)
 
     def _confirmed(self, t: float) -> bool:
-        needed = max(1, math.ceil(self.cfg.min_duration_s / max(self._frame_interval_s, 1e-3)))
+        interval = self._frame_interval_s or 0.2
+        needed = max(1, math.ceil(self.cfg.min_duration_s / max(interval, 1e-3)))
         return self._run_frames >= needed and t >= self._last_end_wall + self.cfg.cooldown_s
 
     def _start_event(self, start: float, t: float) -> None:
@@ -232,7 +236,7 @@ class EventTracker:
             return 0.0
         size = min(1.0, math.log10(max(self._peak / self._min_area, 1.0)) / 1.0 * 0.5 + 0.5)
         span = max(self._last_motion - self._start, 0.0)
-        expected = max(1.0, span / max(self._frame_interval_s, 1e-3))
+        expected = max(1.0, span / max(self._frame_interval_s or 0.2, 1e-3))
         steadiness = min(1.0, self._motion_frames / expected)
         return round(size * (0.5 + 0.5 * steadiness), 3)
 
