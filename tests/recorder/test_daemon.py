@@ -419,3 +419,37 @@ async def test_full_disk_raises_the_alarm_and_recording_resumes_when_space_retur
     (gap,) = index.gaps("cam1", "main", "disk_full")
     assert any(r.start_wall >= gap.end_wall for r in rows)  # footage after the gap
     assert any(r.end_wall <= gap.start_wall for r in rows)  # and before it
+
+
+async def test_h265_camera_is_recorded_as_hvc1(tmp_path: Path, camsim) -> None:
+    (cam,) = camsim(codec="h265", loop_s=4, motion=[(1, 3)], onvif=False)
+    config_path = tmp_path / "site.toml"
+    config_path.write_text(
+        f'site = "test-site"\n[storage]\nroot = "{tmp_path / "video"}"\nsegment_duration_s = 2\n'
+        f'min_free_bytes = "300MiB"\nstop_below_free_bytes = "100MiB"\n[health]\nport = 0\n'
+        f'[[cameras]]\nname = "cam01"\nmain_url = "{cam.rtsp_main}"\n'
+        f'sub_url = "{cam.rtsp_sub}"\nuser = "{cam.user}"\npassword = "{cam.password}"\n'
+        f"[cameras.motion]\nenabled = false\n"
+    )
+    recorder = Recorder(load_config(config_path), notifier=Notifier(environ={}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop))
+    try:
+        deadline = time.monotonic() + 30
+        while recorder.flusher is None or recorder.flusher.stats().segments_indexed < 2:
+            assert time.monotonic() < deadline, "no H.265 segments"
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    main = recorder.health.stream("cam01", "main")
+    assert main.codec == "hevc"
+    _, rows = check_index_matches_files(tmp_path / "video")
+    for row in rows:
+        res = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+             "stream=codec_name,codec_tag_string", "-of", "csv=p=0",
+             str(tmp_path / "video" / row.path)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert res.stdout.strip() == "hevc,hvc1", row.path
