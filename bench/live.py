@@ -349,6 +349,7 @@ async def measure_mode(url: str, broker: MosquittoBroker, workdir: Path, fragmen
         elapsed = time.monotonic() - t0
         stream_bytes = rig.health.bytes_received - bytes0
         cpu_s = time.process_time() - cpu0
+        sink_stats = rig.controller.sink(CAMERA, "sub").stats()
     stream_bps = stream_bytes * 8 / elapsed
     latencies = [x for f in figures for x in f.latencies_ms]
     view_bps = statistics.mean(
@@ -370,6 +371,8 @@ async def measure_mode(url: str, broker: MosquittoBroker, workdir: Path, fragmen
         "overhead_pct": round((media_bytes / sample_bytes - 1) * 100, 2)
         if sample_bytes else math.nan,
         "process_cpu_pct": round(cpu_s / elapsed * 100, 1),
+        # not sent by the site: link backlogged (drop_if_backlogged), then up to a keyframe
+        "fragments_skipped": sink_stats.fragments_skipped,
         **({"chromium_latency_p50_ms": round(percentile(browser_latencies, 50), 1),
             "chromium_latency_p95_ms": round(percentile(browser_latencies, 95), 1)}
            if browser else {}),
