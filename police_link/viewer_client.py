@@ -104,7 +104,11 @@ class SeqTracker:
 
 
 class ViewerLink:
-    """Receives everything under `<prefix>/#` as typed messages; sends command requests."""
+    """Receives everything under `<prefix>/#` as typed messages; sends command requests.
+
+    The MQTT client id (settings.client_id, default dozor-viewer-<host name>) names the
+    broker session: two viewer processes must not share one.
+    """
 
     def __init__(
         self,
@@ -248,10 +252,11 @@ class ViewerLink:
             log.error("viewer: broker %s:%d refused the connection: %s",
                       self.settings.host, self.settings.port, reason_text(reason))
             return
-        # retain_handling=1: retained messages only for a new subscription, not on every
-        # reconnect of the persistent session.
+        # retainHandling 0: the retained site and camera statuses and stats come again on
+        # every (re)connect, so a restarted viewer (or one back from an outage) has the
+        # current state at once; retained copies never count for dedupe or gaps.
         client.subscribe(self._topics.everything(),
-                         options=SubscribeOptions(qos=1, retainHandling=1))
+                         options=SubscribeOptions(qos=1, retainHandling=0))
         log.info("viewer: connected to %s:%d", self.settings.host, self.settings.port)
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: list[ReasonCode],

@@ -15,6 +15,7 @@ from police_link import (
     RequestTimeout,
     SeqGap,
     SiteLink,
+    SiteStatus,
     ViewerLink,
 )
 from police_link.viewer_client import SeqTracker
@@ -134,3 +135,25 @@ async def test_alerts_sent_while_the_viewer_is_down_wait_in_its_session(
         assert seqs == list(range(1, 1501))
     finally:
         await second.stop()
+
+
+async def test_restarted_viewer_gets_the_current_statuses_again(
+    mosquitto: MosquittoBroker, make_site: Callable[..., SiteLink]
+) -> None:
+    site = make_site()
+    site.set_camera_status(CameraStatusMessage("site-a", "cam2", "tamper", time.time()))
+    settings = mosquitto.settings("viewer", client_id="status-viewer")
+    for _ in range(2):  # the second start resumes the persistent session
+        link = ViewerLink(settings)
+        await link.start()
+        try:
+            seen: dict[type, object] = {}
+            while len(seen) < 2:  # retained messages come in the broker's topic order
+                message = await asyncio.wait_for(link.receive(), 5)
+                seen[type(message)] = message
+            assert seen[SiteStatus] == SiteStatus("site-a", True)
+            status = seen[CameraStatusMessage]
+            assert isinstance(status, CameraStatusMessage)
+            assert (status.camera, status.state) == ("cam2", "tamper")
+        finally:
+            await link.stop()
