@@ -261,10 +261,24 @@ class Recorder:
             run_log=self.index,
             health=self.health.stream(camera.name, stream),
             settings=self.options.ingest,
+            previous_run_end=self._previous_run_end(camera.name, stream),
         )
         with self._streams_lock:
             self._streams.append(_StreamParts(camera.name, stream, ingest, writer))
         ingest.start()
+
+    def _previous_run_end(self, camera: str, stream: str) -> tuple[float, str] | None:
+        """The end of this stream's last run before this process (recovery closed it)."""
+        assert self.index is not None
+        ended = [
+            r for r in self.index.runs(camera)
+            if r.stream == stream and r.end_wall is not None and r.end_reason is not None
+        ]  # fmt: skip
+        if not ended:
+            return None
+        last = max(ended, key=lambda r: r.end_wall or 0.0)
+        assert last.end_wall is not None and last.end_reason is not None
+        return last.end_wall, last.end_reason
 
     async def _probe_then_start(self, camera: CameraConfig, number: int) -> None:
         """Probe an ONVIF camera for its stream URIs, retrying until it answers."""

@@ -58,7 +58,13 @@ class SourceError(RecorderError):
 # Why a run ended (runs.end_reason) and what the gap after it is called (gaps.reason),
 # as named in docs/storage.md.
 END_EOF, END_TIMEOUT, END_ERROR, END_SHUTDOWN = "eof", "timeout", "error", "shutdown"
-GAP_REASONS = {END_TIMEOUT: "stall", END_EOF: "reconnect", END_ERROR: "reconnect"}
+GAP_REASONS = {
+    END_TIMEOUT: "stall",
+    END_EOF: "reconnect",
+    END_ERROR: "reconnect",
+    END_SHUTDOWN: "restart",  # the previous process stopped (the gap spans the restart)
+    "crash": "crash",  # the previous process died; recovery closed its run
+}
 
 
 class Source(Protocol):
@@ -234,7 +240,10 @@ class StreamIngest:
         settings: IngestSettings = IngestSettings(),
         clock: Clock | None = None,
         backoff: Backoff | None = None,
+        previous_run_end: tuple[float, str] | None = None,
     ) -> None:
+        """`previous_run_end`: (end wall time, end reason) of this stream's last run in the
+        index, from an earlier process, so the first run records the gap since then."""
         self.site = site
         self.camera = camera
         self.stream = stream
@@ -249,7 +258,7 @@ class StreamIngest:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log = context_logger(log, site, f"{camera}/{stream}")
-        self._last_end: tuple[float, str] | None = None  # wall time and reason of the last run
+        self._last_end = previous_run_end  # wall time and reason of the last run
 
     # lifecycle ---------------------------------------------------------------------------
 

@@ -220,6 +220,9 @@ def test_sigkill_mid_segment_loses_at_most_one_gop(tmp_path: Path, gst_rtsp, dae
     assert 0 <= lost_s <= 1.0 + 0.5, lost_s  # one GOP, plus delivery latency
     runs = index.runs()
     assert runs[0].end_reason == "crash" and runs[-1].end_reason == "shutdown"
+    (gap,) = index.gaps("cam1", "main")  # the time the recorder was down is a gap
+    assert gap.reason == "crash"
+    assert gap.start_wall == runs[0].end_wall and gap.end_wall == runs[1].start_wall
 
 
 @pytest.mark.slow
