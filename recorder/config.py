@@ -263,7 +263,7 @@ class _Loader:
             if not isinstance(value, list):
                 raise ConfigError(f"{key}: expected an array, got {_kind(value)}")
             return tuple(self.convert(item_type, v, f"{key}[{i}]") for i, v in enumerate(value))
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             return self.build(tp, value, key)
         if tp is bool:
             if not isinstance(value, bool):
@@ -408,7 +408,7 @@ def _check_camera(
     if camera.onvif_url is None and camera.main_url is None:
         raise ConfigError(f"{key}: give onvif_url (streams are probed) or main_url")
     if camera.onvif_url is not None:
-        _check_url(camera.onvif_url, f"{key}.onvif_url", ("http", "https"))
+        _check_url(camera.onvif_url, f"{key}.onvif_url", ("http",))
         if camera.user is None or not has_password:
             raise ConfigError(
                 f"{key}: onvif_url needs credentials: user and password (or password_file)"

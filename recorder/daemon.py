@@ -551,7 +551,8 @@ class _SiteServices:
                 async with (
                     OnvifCamera(host, port, camera.user, camera.password,
                                 name=camera.name) as onvif,
-                    contextlib.aclosing(onvif.events()) as events,
+                    # events() is an async generator (it has aclose) typed as AsyncIterator
+                    contextlib.aclosing(onvif.events()) as events,  # type: ignore[type-var]
                 ):  # fmt: skip
                     async for event in events:
                         backoff.reset()
