@@ -59,6 +59,7 @@ class ClipSpec:
     noise_std: float = 3.0  # sensor noise (luma levels)
     objects: tuple[MovingObject, ...] = ()
     nuisances: tuple[Nuisance, ...] = ()
+    codec: str = "libx264"  # or "libx265" (many cameras' sub streams are H.265)
     masks: tuple[Polygon, ...] = ()  # detector config that goes with the clip
     zones: tuple[Zone, ...] = ()
     seed: int = 1
@@ -293,14 +294,19 @@ def _apply_nuisance(spec: ClipSpec, nu: Nuisance, img: np.ndarray, t: float) -> 
 def _encode(spec: ClipSpec, path: Path) -> None:
     chroma = np.full((spec.height // 2, spec.width), 128, np.uint8)
     with av.open(str(path), "w") as out:
-        st = out.add_stream("libx264", rate=spec.fps)
+        st = out.add_stream(spec.codec, rate=spec.fps)
         st.width, st.height, st.pix_fmt = spec.width, spec.height, "yuv420p"
         # a camera's sub stream: capped bitrate (about 0.7 Mbit/s at 640x360), no B-frames,
         # a keyframe every 2 s
         kbps = max(200, round(700 * spec.width * spec.height / (640 * 360)))
-        st.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23",
-                      "g": str(spec.fps * 2), "bf": "0",
-                      "x264-params": f"vbv-maxrate={kbps}:vbv-bufsize={2 * kbps}"}
+        if spec.codec == "libx265":
+            st.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(spec.fps * 2),
+                          "x265-params": f"bframes=0:vbv-maxrate={kbps}:vbv-bufsize={2 * kbps}"
+                                         ":log-level=error"}
+        else:
+            st.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23",
+                          "g": str(spec.fps * 2), "bf": "0",
+                          "x264-params": f"vbv-maxrate={kbps}:vbv-bufsize={2 * kbps}"}
         for y in _frames(spec):
             frame = av.VideoFrame.from_ndarray(np.vstack([y, chroma]), format="yuv420p")
             for pkt in st.encode(frame):

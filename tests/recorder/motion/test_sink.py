@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import av
 import cv2
 import numpy as np
 import pytest
 
-from bench.motion_clips import LabelledClip
+from bench.motion_clips import LabelledClip, make_clip, standard_clips
 from recorder.motion.config import MotionConfig, Zone
 from recorder.motion.offline import detect_file, stream_info_for
 from recorder.motion.sink import MotionSink
@@ -104,8 +106,6 @@ def test_wall_times_come_from_media_time_not_arrival(clip):
     sink = MotionSink("cam", MotionConfig(), changes.append)
     with av.open(str(c.path)) as container:
         info = stream_info_for(container, "cam")
-        from dataclasses import replace
-
         sink.on_run_start(replace(info, run_start_wall=1_800_000_000.0))
         for pkt in container.demux(info.av_stream):
             if pkt.dts is not None:
@@ -120,3 +120,14 @@ def test_disabled_motion_decodes_nothing(clip):
     c = clip("person_walk")
     res = detect_file(c.path, MotionConfig(enabled=False))
     assert res.frames_decoded == 0 and res.events == ()
+
+
+def test_h265_sub_stream_is_decoded_and_detected(clip_dir):
+    spec = next(s for s in standard_clips() if s.name == "person_walk")
+    c = make_clip(replace(spec, name="person_walk_h265", codec="libx265", duration_s=9.0),
+                  clip_dir)
+    with av.open(str(c.path)) as container:
+        assert container.streams.video[0].codec_context.name == "hevc"
+    (truth,) = c.truth
+    (ev,) = detect_file(c.path, MotionConfig()).events
+    assert truth.enter_s <= ev.trigger_wall <= truth.enter_s + 1.0
