@@ -357,9 +357,7 @@ class Recorder:
     async def _watchdog_loop(self, interval_s: float) -> None:
         """WATCHDOG=1 while the event loop and the flusher thread are alive."""
         while True:
-            flusher_alive = self.flusher is not None and self.flusher._thread is not None and (
-                self.flusher._thread.is_alive()
-            )
+            flusher_alive = self.flusher is not None and self.flusher.is_alive()
             if flusher_alive:
                 self._notifier.watchdog()
             else:
