@@ -315,8 +315,10 @@ class StreamIngest:
         try:
             source = self._opener.open(self._url)
         except SourceError as err:
+            # A dead camera is retried every 30 s for days: log each new error once.
+            level = logging.DEBUG if health.last_error == str(err) else logging.WARNING
             health.last_error = str(err)
-            self._log.warning("%s", err)
+            self._log.log(level, "%s", err)
             return False
         try:
             return self._stream(source)
