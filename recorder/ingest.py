@@ -311,7 +311,8 @@ class StreamIngest:
     def run_once(self) -> bool:
         """One connection: open, stream until it ends, close. True if any packet arrived."""
         health = self._health
-        health.set_state(StreamState.CONNECTING)
+        if health.state != StreamState.OFFLINE:  # a retry stays "offline" until packets flow
+            health.set_state(StreamState.CONNECTING)
         try:
             source = self._opener.open(self._url)
         except SourceError as err:
