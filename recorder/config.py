@@ -426,6 +426,12 @@ def _check_camera(
             f'{key}.triggers: "{camera.triggers}" uses the camera\'s ONVIF events '
             f"and needs onvif_url"
         )
+    motion_trigger = getattr(camera.motion, "trigger", "dozor")
+    if motion_trigger != "dozor" and camera.onvif_url is None:
+        raise ConfigError(
+            f'{key}.motion.trigger: "{motion_trigger}" uses the camera\'s ONVIF events '
+            f"and needs onvif_url"
+        )
     retain_days = storage.retain_days if camera.retain_days is None else camera.retain_days
     _positive(retain_days, f"{key}.retain_days")
     return dataclasses.replace(camera, password=password, retain_days=retain_days)

@@ -262,3 +262,9 @@ def test_cli_check_config_exit_codes(site_dir: Path) -> None:
     )
     assert res.returncode == 2
     assert "storage.segment_duration_s: expected a number, got string" in res.stderr
+
+
+def test_motion_trigger_camera_needs_onvif(site_dir: Path) -> None:
+    text = GOOD.replace("retain_days = 7", 'retain_days = 7\n[cameras.motion]\ntrigger = "camera"')
+    msg = error_of(site_dir, text)
+    assert "cameras[0].motion.trigger" in msg and "needs onvif_url" in msg
