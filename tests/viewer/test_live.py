@@ -4,6 +4,7 @@ mosquitto -> ViewerLink -> LiveHub -> WebSocket clients (bench.live.LiveRig)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -87,7 +88,11 @@ async def test_view_gets_init_then_keyframe_fragments_that_play(
             if isinstance(item, dict) and item.get("type") == "stats":
                 stats = item
     assert media[0].kind is ChunkKind.MEDIA and media[0].keyframe
-    assert [m.seq for m in media] == list(range(media[0].seq, media[0].seq + 20))
+    # Consecutive, except where the site skipped fragments (link backlogged on a loaded
+    # machine): then the relay resumes at a keyframe.
+    for before, after in itertools.pairwise(media):
+        assert after.seq > before.seq
+        assert after.seq == before.seq + 1 or after.keyframe, (before.seq, after.seq)
     assert stats["bytes_per_s"] > 0 and stats["bytes_total"] > 0
     assert rig.requests[0] == (
         "live.start", {"camera": CAMERA, "stream": "sub", "ttl_s": 6})
