@@ -36,7 +36,7 @@ test: system-deps venv lint
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: system-deps venv
-	$(PY) -m recorder.demo --dir $(DEMO_DIR)
+	$(PY) scripts/demo.py --dir $(DEMO_DIR)
 
 bench: venv
 	$(PY) -m bench.camsim --cameras 8 --seconds 20
