@@ -5,12 +5,14 @@
 Everything is real and on loopback: a mosquitto broker running Dozor's configuration
 (config/mosquitto: TLS, passwords, ACLs; started through tests/fixtures/mosquitto.py), one
 site's SiteLink (durable SQLite outbox, fsync per commit, QoS 1, PUBACK reason codes) fed
-from one thread per camera, and a ViewerLink (validation, dedupe) receiving in asyncio.
+from one thread per camera, and a ViewerLink (validation, dedupe) receiving in asyncio in
+a separate process, as at the police station (times: CLOCK_MONOTONIC, shared by both).
 
 Figures:
-- latency p50/p95/max of `--alerts` alerts spread over `--cameras` cameras and `--seconds`
-  seconds, publish_event() call -> EventMessage out of ViewerLink.receive(); the peers'
-  alerts are interleaved with Dozor's (each camera tick publishes once through each path);
+- latency p50/p95/max of `--alerts` alerts spread over `--cameras` cameras, at
+  `--alerts / --seconds` a second, publish_event() call -> EventMessage out of
+  ViewerLink.receive(); the peers' alerts take turns with Dozor's (so the run lasts
+  3 x `--seconds`);
 - the same from the decoded frame that starts an event, when recorder.motion is importable:
   the frame is handed to the recorder's MotionDetector and EventTracker, whose "new"
   change is turned into the alert (`--frame-alerts` of them);
@@ -26,10 +28,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -40,13 +46,14 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from police_link import EventMessage, SiteLink, Topics, ViewerLink
+from police_link import BrokerSettings, EventMessage, SiteLink, Topics, ViewerLink
 from police_link._mqtt import make_client
 from tests.fixtures.mosquitto import MosquittoBroker
 
+ROOT = Path(__file__).resolve().parent.parent
 SITE = "site-a"
-SNAPSHOT = bytes(20_000)
-FRAME_INTERVAL_S = 0.005  # a small JPEG's worth of bytes with every "new" event
+SNAPSHOT_BYTES = 20_000  # a small JPEG's worth of bytes with every "new" event
+FRAME_INTERVAL_S = 0.005
 
 
 def percentiles(values_ms: list[float]) -> dict[str, float]:
@@ -61,64 +68,91 @@ def percentiles(values_ms: list[float]) -> dict[str, float]:
 
 
 class Receiver:
-    """Collects arrival times of EventMessages by event id, from the viewer's iterator."""
+    """A ViewerLink in its own process (`--receive`); collects arrival times by event id."""
 
-    def __init__(self, link: ViewerLink) -> None:
-        self.link = link
+    def __init__(self, broker: MosquittoBroker) -> None:
+        settings = dataclasses.asdict(broker.settings("viewer", client_id="bench-viewer"))
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.alerts", "--receive", json.dumps(settings)],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )
         self.arrived: dict[str, float] = {}
-        self._waiters: list[tuple[set[str], asyncio.Future[None]]] = []
+        self._cond = threading.Condition()
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(20):
+            self.close()
+            raise RuntimeError("the receiver process did not connect")
 
-    async def run(self) -> None:
-        async for message in self.link.messages():
-            if isinstance(message, EventMessage):
-                self.arrived[message.event_id] = time.perf_counter()
-                for wanted, future in self._waiters:
-                    wanted.discard(message.event_id)
-                    if not wanted and not future.done():
-                        future.set_result(None)
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if line.startswith("ready"):
+                self._ready.set()
+                continue
+            event_id, _, at = line.partition(" ")
+            with self._cond:
+                self.arrived[event_id] = float(at)
+                self._cond.notify_all()
 
-    async def wait_for(self, event_ids: set[str], timeout_s: float) -> None:
-        wanted = event_ids - set(self.arrived)
-        if not wanted:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((wanted, future))
-        try:
-            await asyncio.wait_for(future, timeout_s)
-        finally:
-            self._waiters.remove((wanted, future))
+    def wait_for(self, event_ids: set[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not event_ids <= self.arrived.keys():
+                if not self._cond.wait(max(0.0, deadline - time.monotonic())):
+                    missing = len(event_ids - self.arrived.keys())
+                    raise TimeoutError(f"{missing} alerts did not arrive")
+
+    def close(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(10)
+
+
+async def receive_main(settings_json: str) -> None:
+    """The receiver process: print "<event id> <monotonic time>" per EventMessage."""
+    link = ViewerLink(BrokerSettings(**json.loads(settings_json)))
+    await link.start()
+    if not await link.wait_connected(20):
+        raise SystemExit("receiver: no connection")
+    print("ready", flush=True)
+    async for message in link.messages():
+        if isinstance(message, EventMessage):
+            sys.stdout.write(f"{message.event_id} {time.monotonic()}\n")
+            sys.stdout.flush()
 
 
 Publish = Callable[[EventMessage, bytes | None], None]
 
 
 def run_cameras(paths: dict[str, Publish], cameras: int, alerts: int,
-                seconds: float) -> dict[str, float]:
-    """One thread per camera, each publishing its share at an even pace through every path
-    in turn (rotating which goes first), so that load from elsewhere on the machine hits
-    all paths alike. Returns the perf_counter time of each publish call by event id."""
+                seconds: float, snapshot: bytes | None) -> dict[str, float]:
+    """One thread per camera, `alerts` per path at `alerts / seconds` a second in all. The
+    paths take turns (each camera's k-th alert goes through path k + camera mod n), so load
+    from elsewhere on the shared machine hits every path alike, and the total rate stays
+    what one path alone would see. Returns the monotonic time of each publish call."""
     sent: dict[str, float] = {}
     lock = threading.Lock()
-    interval_s = seconds * cameras / max(alerts, 1)
     names = list(paths)
+    total = alerts * len(names)
+    interval_s = seconds * cameras / max(alerts, 1)
 
     def camera(index: int) -> None:
         name = f"cam{index:02d}"
-        count = len(range(index, alerts, cameras))
-        start = time.perf_counter() + index * interval_s / cameras
+        count = len(range(index, total, cameras))
+        start = time.monotonic() + index * interval_s / cameras
         for k in range(count):
-            delay = start + k * interval_s - time.perf_counter()
+            delay = start + k * interval_s - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            for j in range(len(names)):
-                prefix = names[(k + j) % len(names)]
-                event_id = f"{prefix}-{name}-{k}"
-                msg = EventMessage(SITE, name, event_id, "new", time.time(), zones=("yard",),
-                                   score=0.3)
-                t0 = time.perf_counter()
-                paths[prefix](msg, SNAPSHOT)
-                with lock:
-                    sent[event_id] = t0
+            prefix = names[(k + index) % len(names)]
+            event_id = f"{prefix}-{name}-{k}"
+            msg = EventMessage(SITE, name, event_id, "new", time.time(), zones=("yard",),
+                               score=0.3)
+            t0 = time.monotonic()
+            paths[prefix](msg, snapshot)
+            with lock:
+                sent[event_id] = t0
 
     threads = [threading.Thread(target=camera, args=(i,)) for i in range(cameras)]
     for thread in threads:
@@ -150,27 +184,24 @@ def plain_publisher(broker: MosquittoBroker, *, nodelay: bool = False
     return client, publish
 
 
-async def latency_phase(receiver: Receiver, paths: dict[str, Publish], args: Any
-                        ) -> dict[str, list[float]]:
-    sent = await asyncio.to_thread(run_cameras, paths, args.cameras, args.alerts, args.seconds)
-    await receiver.wait_for(set(sent), 60)
+def latency_phase(receiver: Receiver, paths: dict[str, Publish], args: Any
+                  ) -> dict[str, list[float]]:
+    snapshot = bytes(args.snapshot_bytes) if args.snapshot_bytes else None
+    sent = run_cameras(paths, args.cameras, args.alerts, args.seconds, snapshot)
+    receiver.wait_for(set(sent), 60)
     return {prefix: [(receiver.arrived[e] - t0) * 1000 for e, t0 in sent.items()
                      if e.startswith(prefix + "-")] for prefix in paths}
 
 
-async def burst_phase(receiver: Receiver, publish: Publish, prefix: str, count: int) -> float:
+def burst_phase(receiver: Receiver, publish: Publish, prefix: str, count: int) -> float:
     """Messages per second: `count` alerts published at once until the last one arrives."""
     ids = {f"{prefix}-{i}" for i in range(count)}
-    t0 = time.perf_counter()
-
-    def send() -> None:
-        for i in range(count):
-            publish(EventMessage(SITE, f"cam{i % 32:02d}", f"{prefix}-{i}", "new", time.time()),
-                    None)
-
-    await asyncio.to_thread(send)
-    await receiver.wait_for(ids, 120)
-    return count / (time.perf_counter() - t0)
+    t0 = time.monotonic()
+    for i in range(count):
+        publish(EventMessage(SITE, f"cam{i % 32:02d}", f"{prefix}-{i}", "new", time.time()),
+                None)
+    receiver.wait_for(ids, 120)
+    return count / (max(receiver.arrived[e] for e in ids) - t0)
 
 
 def frame_path_phase(publish: Publish, count: int) -> tuple[dict[str, float], str]:
@@ -211,13 +242,13 @@ def frame_path_phase(publish: Publish, count: int) -> tuple[dict[str, float], st
             for _ in range(6):  # a bright block walks across the scene
                 # 200 frames/s in all: a site of 40 cameras analysed at 5 fps, not a CPU-bound
                 # loop starving the link's threads of the GIL
-                time.sleep(max(0.0, frame_t0[0] + FRAME_INTERVAL_S - time.perf_counter()))
+                time.sleep(max(0.0, frame_t0[0] + FRAME_INTERVAL_S - time.monotonic()))
                 frame = background.copy()
                 x = 40 + (position * 37) % 500
                 frame[120:240, x:x + 80] = 230
                 position += 1
                 t_s += step_s
-                frame_t0[0] = time.perf_counter()
+                frame_t0[0] = time.monotonic()
                 tracker.feed(detector.process(frame, t_s), None)
             tracker.flush()  # end the event at once, ready for the next one
         return sent, "" if sent else "the detector raised no event on the synthetic scene"
@@ -225,37 +256,34 @@ def frame_path_phase(publish: Publish, count: int) -> tuple[dict[str, float], st
         return {}, f"frame path failed: {type(err).__name__}: {err}"
 
 
-async def main_async(args: Any) -> dict[str, Any]:
+def run(args: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dozor-bench-alerts-") as tmp:
         broker = MosquittoBroker.launch(Path(tmp))
         cameras = [f"cam{i:02d}" for i in range(max(32, args.cameras))]
         site = SiteLink(SITE, broker.settings(SITE), str(Path(tmp) / "outbox.db"),
                         cameras=cameras)
-        viewer = ViewerLink(broker.settings("viewer", client_id="bench-viewer"))
         plain_client, plain_publish = plain_publisher(broker)
         nodelay_client, nodelay_publish = plain_publisher(broker, nodelay=True)
+        receiver = None
         try:
             site.start()
-            await viewer.start()
-            if not (await viewer.wait_connected(10) and site.wait_connected(10)):
-                raise RuntimeError(f"links did not connect: {broker.log_text()[-500:]}")
-            receiver = Receiver(viewer)
-            task = asyncio.create_task(receiver.run())
-            latencies = await latency_phase(
+            receiver = Receiver(broker)
+            if not site.wait_connected(10):
+                raise RuntimeError(f"the site did not connect: {broker.log_text()[-500:]}")
+            latencies = latency_phase(
                 receiver, {"dz": site.publish_event, "pl": plain_publish, "nd": nodelay_publish},
                 args)
             dozor, plain, nodelay = latencies["dz"], latencies["pl"], latencies["nd"]
-            frame_sent, frame_note = await asyncio.to_thread(
-                frame_path_phase, site.publish_event, args.frame_alerts)
+            frame_sent, frame_note = frame_path_phase(site.publish_event, args.frame_alerts)
             if frame_sent:
-                await receiver.wait_for(set(frame_sent), 30)
+                receiver.wait_for(set(frame_sent), 30)
             frame = [(receiver.arrived[e] - t0) * 1000 for e, t0 in frame_sent.items()]
-            dozor_rate = await burst_phase(receiver, site.publish_event, "dzb", args.burst)
-            plain_rate = await burst_phase(receiver, plain_publish, "plb", args.burst)
-            task.cancel()
+            dozor_rate = burst_phase(receiver, site.publish_event, "dzb", args.burst)
+            plain_rate = burst_phase(receiver, plain_publish, "plb", args.burst)
         finally:
-            await viewer.stop()
-            await asyncio.to_thread(site.stop)
+            if receiver is not None:
+                receiver.close()
+            site.stop()
             for client in (plain_client, nodelay_client):
                 client.disconnect()
                 client.loop_stop()
@@ -266,7 +294,7 @@ async def main_async(args: Any) -> dict[str, Any]:
         "cameras": args.cameras,
         "alerts": args.alerts,
         "seconds": args.seconds,
-        "snapshot_bytes": len(SNAPSHOT),
+        "snapshot_bytes": args.snapshot_bytes,
         "dozor_latency": d,
         "plain_qos1_latency": p,
         "plain_qos1_nodelay_latency": n,
@@ -292,15 +320,22 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, default=32)
     parser.add_argument("--alerts", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0,
-                        help="spread the latency alerts over this long")
+                        help="alerts / seconds is the rate (paths take turns: 3x as long)")
     parser.add_argument("--burst", type=int, default=3000)
     parser.add_argument("--frame-alerts", type=int, default=100)
+    parser.add_argument("--snapshot-bytes", type=int, default=SNAPSHOT_BYTES)
+    parser.add_argument("--receive", metavar="SETTINGS_JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.receive:
+        with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+            asyncio.run(receive_main(args.receive))
+        return
     signal.signal(signal.SIGTERM, _terminate)  # run the finally blocks: stop mosquitto
-    figures = asyncio.run(main_async(args))
+    figures = run(args)
     d, p = figures["dozor_latency"], figures["plain_qos1_latency"]
-    print(f"alerts: {args.alerts} over {args.cameras} cameras in {args.seconds:g} s, "
-          f"{len(SNAPSHOT)} B snapshot each")
+    print(f"alerts: {args.alerts} per path over {args.cameras} cameras at "
+          f"{args.alerts / args.seconds:g}/s, "
+          f"{args.snapshot_bytes} B snapshot each")
     print(f"  Dozor (outbox, fsync, QoS 1)  p50 {d['p50_ms']} ms  p95 {d['p95_ms']} ms  "
           f"max {d['max_ms']} ms")
     print(f"  plain paho QoS 1 (no outbox)  p50 {p['p50_ms']} ms  p95 {p['p95_ms']} ms  "
