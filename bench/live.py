@@ -124,8 +124,16 @@ def page_routes(site: str = SITE, camera: str = CAMERA) -> Callable[[web.Applica
     return add
 
 
-async def watch_in_chromium(http_port: int, seconds: float) -> list[float]:
-    """Latencies (ms) the player itself measured on arrival in the page."""
+# Every 200 ms: how far the picture shown lags the newest frame the player holds.
+SAMPLE_BEHIND_JS = """() => { window.behindMs = [];
+  setInterval(() => { const v = document.querySelector('#live video'); const b = v.buffered;
+    if (b.length) window.behindMs.push((b.end(b.length - 1) - v.currentTime) * 1000); }, 200);
+}"""
+
+
+async def watch_in_chromium(http_port: int, seconds: float) -> tuple[list[float], list[float]]:
+    """Latencies (ms) the player measured on arrival in the page, and how far (ms) playback
+    stayed behind the newest buffered frame."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -136,7 +144,9 @@ async def watch_in_chromium(http_port: int, seconds: float) -> list[float]:
             await asyncio.sleep(STARTUP_BURST_S + 1.0)
             skip = await page.evaluate("() => document.querySelector('#live')"
                                        ".dozorLive.stats.latencyMs.length")
+            await page.evaluate(SAMPLE_BEHIND_JS)
             await asyncio.sleep(seconds)
+            behind: list[float] = await page.evaluate("() => window.behindMs")
             latencies: list[float] = await page.evaluate(
                 "() => document.querySelector('#live').dozorLive.stats.latencyMs")
             frames = await page.evaluate("() => document.querySelector('#live video')"
@@ -145,7 +155,7 @@ async def watch_in_chromium(http_port: int, seconds: float) -> list[float]:
             await browser.close()
     if frames == 0:
         raise RuntimeError("Chromium decoded no frame")
-    return latencies[skip:]
+    return latencies[skip:], behind
 
 
 @dataclass
@@ -338,6 +348,7 @@ async def measure_mode(url: str, broker: MosquittoBroker, workdir: Path, fragmen
     rig = LiveRig(url, broker, workdir, fragment_s=fragment_s,
                   extra_routes=page_routes() if browser else None)
     browser_latencies: list[float] = []
+    behind_ms: list[float] = []
     async with rig.running():
         await asyncio.sleep(2.0)  # the ingest connects; "auto" needs a second of stream
         bytes0, t0 = rig.health.bytes_received, time.monotonic()
@@ -345,7 +356,7 @@ async def measure_mode(url: str, broker: MosquittoBroker, workdir: Path, fragmen
         figures = [ViewFigures() for _ in range(views)]
         await asyncio.gather(*(watch(rig.ws_url(), seconds, f) for f in figures))
         if browser:
-            browser_latencies = await watch_in_chromium(rig.http_port, seconds)
+            browser_latencies, behind_ms = await watch_in_chromium(rig.http_port, seconds)
         elapsed = time.monotonic() - t0
         stream_bytes = rig.health.bytes_received - bytes0
         cpu_s = time.process_time() - cpu0
@@ -374,7 +385,8 @@ async def measure_mode(url: str, broker: MosquittoBroker, workdir: Path, fragmen
         # not sent by the site: link backlogged (drop_if_backlogged), then up to a keyframe
         "fragments_skipped": sink_stats.fragments_skipped,
         **({"chromium_latency_p50_ms": round(percentile(browser_latencies, 50), 1),
-            "chromium_latency_p95_ms": round(percentile(browser_latencies, 95), 1)}
+            "chromium_latency_p95_ms": round(percentile(browser_latencies, 95), 1),
+            "chromium_playback_behind_p50_ms": round(percentile(behind_ms, 50), 1)}
            if browser else {}),
     }
 
@@ -403,7 +415,9 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                       f"fragments per view; process CPU {r['process_cpu_pct']} %")
                 if args.browser:
                     print(f"            in Chromium: p50 {r['chromium_latency_p50_ms']} ms, "
-                          f"p95 {r['chromium_latency_p95_ms']} ms")
+                          f"p95 {r['chromium_latency_p95_ms']} ms; playback "
+                          f"{r['chromium_playback_behind_p50_ms']} ms behind the newest "
+                          "frame (p50)")
         finally:
             if broker is not None:
                 broker.stop()
