@@ -149,7 +149,7 @@ class Recorder:
             self.health, host=self.config.health.listen, port=self.config.health.port
         )
         await self.health_server.start()
-        for number, camera in enumerate(self.config.cameras):
+        for camera in self.config.cameras:
             self.index.upsert_camera(
                 camera.name,
                 site=self.site,
@@ -158,9 +158,9 @@ class Recorder:
                 sub_url=camera.sub_url,
             )
             if camera.main_url is not None:
-                self._start_camera(camera, number, camera.main_url, camera.sub_url)
+                self._start_camera(camera, camera.main_url, camera.sub_url)
             else:
-                self._spawn(self._probe_then_start(camera, number), f"probe-{camera.name}")
+                self._spawn(self._probe_then_start(camera), f"probe-{camera.name}")
         self._spawn(self._health_loop(), "health")
         self._spawn(self._services.poll_loop(), "motion-poll")
         if self._services.link is not None:
@@ -216,19 +216,16 @@ class Recorder:
 
     # --- cameras --------------------------------------------------------------------------
 
-    def _start_camera(
-        self, camera: CameraConfig, number: int, main_url: str, sub_url: str | None
-    ) -> None:
+    def _start_camera(self, camera: CameraConfig, main_url: str, sub_url: str | None) -> None:
         urls = [("main", main_url)] + ([("sub", sub_url)] if sub_url else [])
         motion_stream = "sub" if sub_url else "main"
         for stream, url in urls:
             extra = self._services.motion_sinks(camera) if stream == motion_stream else []
-            self._start_stream(camera, number, stream, camera.authenticated_url(url), extra)
+            self._start_stream(camera, stream, camera.authenticated_url(url), extra)
 
     def _start_stream(
         self,
         camera: CameraConfig,
-        number: int,
         stream: str,
         url: str,
         extra_sinks: Sequence[PacketSink] = (),
@@ -280,7 +277,7 @@ class Recorder:
         assert last.end_wall is not None and last.end_reason is not None
         return last.end_wall, last.end_reason
 
-    async def _probe_then_start(self, camera: CameraConfig, number: int) -> None:
+    async def _probe_then_start(self, camera: CameraConfig) -> None:
         """Probe an ONVIF camera for its stream URIs, retrying until it answers."""
         from camera_drivers import OnvifCamera, parse_device_url  # loaded only when needed
         from camera_drivers.errors import CameraError
@@ -321,7 +318,7 @@ class Recorder:
                 sub_url=sub_url,
                 clock_offset_s=probe.clock_offset_s,
             )
-        self._start_camera(camera, number, main_url, sub_url)
+        self._start_camera(camera, main_url, sub_url)
 
     # --- periodic work --------------------------------------------------------------------
 
