@@ -57,6 +57,7 @@ class DaemonOptions:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     health_sample_interval_s: float = 2.0
     stall_after_s: float = 3.0  # health shows "stalled" before the read timeout ends the run
+    camera_offline_alarm_s: float = 30.0  # main stream offline/stalled this long: an alarm
     retention_interval_s: float = 60.0
     probe_timeout_s: float = 10.0
     probe_backoff_max_s: float = 30.0
@@ -336,6 +337,7 @@ class Recorder:
                     "storage", "storage full: recording stopped until space is freed"
                     if full else None,
                 )  # fmt: skip
+            self._services.check_cameras_offline(self.options.camera_offline_alarm_s)
             self._notifier.status(self._status_line())
             await asyncio.sleep(self.options.health_sample_interval_s)
 
@@ -626,6 +628,36 @@ class _SiteServices:
             site=self.site, camera=health.camera, state=_LINK_CAMERA_STATES[state],
             since_unix_s=time.time(), detail=reason[:200],
         ))  # fmt: skip
+
+    def check_cameras_offline(self, after_s: float) -> None:
+        """Raise `camera_offline` for a camera whose main stream has not recorded for
+        `after_s` (a camera going dark may be vandalism: the duty officer must know), and
+        clear it when the stream records again. Runs on the event loop."""
+        now = time.monotonic()
+        alarms = self._rec.health.alarms()
+        for health in self._rec.health.streams():
+            if health.stream != "main":
+                continue
+            name = f"camera_offline:{health.camera}"
+            down = health.state in (StreamState.OFFLINE, StreamState.STALLED) and (
+                now - health.state_since_monotonic >= after_s
+            )
+            if down == (name in alarms):
+                continue
+            detail = f"no video for {after_s:g} s: {health.last_error or health.state}"
+            self._rec.health.set_alarm(name, detail if down else None)
+            if self.link is None:
+                continue
+            from police_link.messages import AlarmMessage
+
+            try:
+                self.link.publish_alarm(AlarmMessage(
+                    site=self.site, kind="camera_offline", active=down,
+                    since_unix_s=time.time() - (now - health.state_since_monotonic),
+                    camera=health.camera, detail=detail[:500] if down else "",
+                ))  # fmt: skip
+            except Exception:
+                self._log.exception("could not publish the camera_offline alarm")
 
     def storage_alarm(self, full: bool) -> None:
         if self.link is None:

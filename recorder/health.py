@@ -107,6 +107,10 @@ class StreamHealth:
     def state(self) -> StreamState:
         return self._state
 
+    @property
+    def state_since_monotonic(self) -> float:
+        return self._state_since_monotonic
+
     def set_state(self, state: StreamState, reason: str = "") -> None:
         """Change state, logging the change once (not on every call)."""
         with self._lock:

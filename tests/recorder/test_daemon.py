@@ -456,3 +456,40 @@ async def test_h265_camera_is_recorded_as_hvc1(tmp_path: Path, camsim) -> None:
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert res.stdout.strip() == "hevc,hvc1", row.path
+
+
+async def test_a_dead_camera_raises_camera_offline_and_others_record(
+    tmp_path: Path, gst_rtsp
+) -> None:
+    dead = f"rtsp://127.0.0.1:{free_port()}/main"  # nothing listens there
+    config_path = tmp_path / "site.toml"
+    config_path.write_text(
+        f'site = "test-site"\n[storage]\nroot = "{tmp_path / "video"}"\nsegment_duration_s = 2\n'
+        f'min_free_bytes = "300MiB"\nstop_below_free_bytes = "100MiB"\n[health]\nport = 0\n'
+        f'[[cameras]]\nname = "dead"\nmain_url = "{dead}"\n[cameras.motion]\nenabled = false\n'
+        f'[[cameras]]\nname = "alive"\nmain_url = "{gst_rtsp()}"\n'
+        f"[cameras.motion]\nenabled = false\n"
+    )
+    options = DaemonOptions(
+        ingest=IngestSettings(backoff_initial_s=0.2, backoff_max_s=1.0),
+        health_sample_interval_s=0.2,
+        camera_offline_alarm_s=1.5,
+    )
+    recorder = Recorder(load_config(config_path), options=options, notifier=Notifier(environ={}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop))
+    try:
+        deadline = time.monotonic() + 20
+        while "camera_offline:dead" not in recorder.health.alarms():
+            assert time.monotonic() < deadline, "no camera_offline alarm"
+            await asyncio.sleep(0.1)
+        body = recorder.health.snapshot()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert body["status"] == "alarm"
+    assert "Connection refused" in body["alarms"]["camera_offline:dead"]
+    assert "camera_offline:alive" not in body["alarms"]
+    assert body["cameras"]["alive"]["main"]["state"] == "recording"
+    assert body["cameras"]["dead"]["main"]["state"] == "offline"
+    assert body["cameras"]["dead"]["main"]["reconnects"] >= 2
