@@ -300,8 +300,10 @@ class Recorder:
                 ) as onvif:
                     probe = await onvif.probe()
                 break
-            except CameraError as err:
+            except (CameraError, Exception) as err:  # never leave a camera unrecorded
                 delay_s = backoff.next_delay_s()
+                if not isinstance(err, CameraError):
+                    clog.exception("ONVIF probe failed unexpectedly")
                 clog.warning("ONVIF probe failed (%s); retrying in %.1f s", err, delay_s)
                 for stream in ("main", "sub"):
                     self.health.stream(camera.name, stream).last_error = f"probe: {err}"
@@ -554,8 +556,10 @@ class _SiteServices:
                     async for event in events:
                         backoff.reset()
                         motion.on_camera_event(event, time.time())
-            except CameraError as err:
+            except (CameraError, Exception) as err:  # keep listening whatever happened
                 delay_s = backoff.next_delay_s()
+                if not isinstance(err, CameraError):
+                    clog.exception("ONVIF events failed unexpectedly")
                 clog.warning("ONVIF events: %s; resubscribing in %.1f s", err, delay_s)
                 await asyncio.sleep(delay_s)
 
