@@ -493,3 +493,36 @@ async def test_a_dead_camera_raises_camera_offline_and_others_record(
     assert body["cameras"]["alive"]["main"]["state"] == "recording"
     assert body["cameras"]["dead"]["main"]["state"] == "offline"
     assert body["cameras"]["dead"]["main"]["reconnects"] >= 2
+
+
+@pytest.mark.slow
+async def test_unreachable_onvif_camera_is_probed_again_until_it_answers(
+    tmp_path: Path, camsim
+) -> None:
+    (cam,) = camsim(cameras=1, loop_s=20, faults=["cam01:offline=6"])  # every service down 6 s
+    config_path = tmp_path / "site.toml"
+    config_path.write_text(
+        f'site = "test-site"\n[storage]\nroot = "{tmp_path / "video"}"\nsegment_duration_s = 2\n'
+        f'min_free_bytes = "300MiB"\nstop_below_free_bytes = "100MiB"\n[health]\nport = 0\n'
+        f'[[cameras]]\nname = "cam01"\nonvif_url = "{cam.onvif}"\nuser = "{cam.user}"\n'
+        f'password = "{cam.password}"\n[cameras.motion]\nenabled = false\n'
+    )
+    options = DaemonOptions(probe_timeout_s=2.0, probe_backoff_max_s=2.0)
+    recorder = Recorder(load_config(config_path), options=options, notifier=Notifier(environ={}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(recorder.run(stop))
+    main = recorder.health.stream("cam01", "main")
+    started = time.monotonic()
+    try:
+        while main.last_error is None:
+            assert time.monotonic() - started < 10, "the probe never failed"
+            await asyncio.sleep(0.1)
+        assert main.last_error.startswith("probe:") and main.state == "connecting"
+        while main.state != "recording":
+            assert time.monotonic() - started < 40, "the camera was never recorded"
+            await asyncio.sleep(0.1)
+        recorded_after_s = time.monotonic() - started
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert recorded_after_s > 2  # it kept probing while the camera was down, then recorded
