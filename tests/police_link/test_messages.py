@@ -92,7 +92,7 @@ def test_construction_validates_too() -> None:
         EventMessage("s1", "gate", "e", "new", math.nan)
     assert err.value.field == "start_unix_s"
     with pytest.raises(ValidationError) as err:
-        StatsMessage("s1", 1.0, 1.0, 1, 1, cameras={"gate": {"fps": "fast"}})
+        StatsMessage("s1", 1.0, 1.0, 1, 1, cameras={"gate": {"fps": "fast"}})  # type: ignore[dict-item]
     assert err.value.field == "cameras.gate.fps"
     with pytest.raises(ValidationError) as err:
         DropReport("s1", 1.0, 1.0, {"video": 1}, 0)

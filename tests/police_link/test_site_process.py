@@ -49,7 +49,7 @@ async def test_sigkilled_site_with_100_alerts_in_outbox_delivers_all_after_resta
     assert await viewer.wait_connected(10)
     proc = spawn_site(mosquitto, outbox, alerts=0)
     try:
-        seqs = []
+        seqs: list[int] = []
         while len(seqs) < 100:
             seqs.append((await next_of(viewer, EventMessage, timeout_s=10)).seq)
         assert seqs == list(range(1, 101))
