@@ -210,13 +210,17 @@ class SiteLink:
 
     # -- durable messages ---------------------------------------------------------------
     def publish_event(self, msg: EventMessage, snapshot_jpeg: bytes | None = None) -> None:
-        """Queue an event change (and its JPEG, published right after it)."""
+        """Queue an event change (and its JPEG, published right after it; a JPEG over
+        max_message_bytes is left out, with an error logged)."""
         self._check_site(msg.site)
         entries = []
+        if snapshot_jpeg is not None and len(snapshot_jpeg) > self._max_message_bytes:
+            # the alert matters more than its picture: send it without one
+            log.error("site %s camera %s: snapshot of event %s is %d bytes, more than "
+                      "max_message_bytes (%d): alert sent without it", self.site, msg.camera,
+                      msg.event_id, len(snapshot_jpeg), self._max_message_bytes)
+            snapshot_jpeg = None
         if snapshot_jpeg is not None:
-            if len(snapshot_jpeg) > self._max_message_bytes:
-                raise ValidationError("snapshot_jpeg", f"{len(snapshot_jpeg)} bytes is more "
-                                      f"than max_message_bytes ({self._max_message_bytes})")
             topic = self._topics.snapshot(self.site, msg.camera, msg.event_id)
             if msg.snapshot is None:
                 msg = dataclasses.replace(msg, snapshot=topic)
