@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -104,3 +105,29 @@ def test_requests_without_usable_response_topic_are_dropped_not_fatal(
         raw.next_message(timeout_s=0.5)
     assert site.stats().commands_failed == 2
     assert ask(raw, "ack", request(event_id="ev1", user="u"))["ok"] is True
+
+
+def test_full_command_queue_answers_busy(make_site: Callable[..., SiteLink],
+                                         raw: RawClient) -> None:
+    entered, release = threading.Event(), threading.Event()
+    link = make_site(command_queue_max=1)
+
+    def slow(request: CommandRequest) -> dict[str, Any]:
+        entered.set()
+        release.wait(5)
+        return {}
+
+    link.on_command("live.start", slow)
+    body = json.dumps(request(camera="cam1", stream="sub", ttl_s=30)).encode()
+    for correlation in (b"r1", b"r2", b"r3"):  # r1 runs, r2 waits, r3 finds the queue full
+        raw.publish("dozor/site-a/cmd/live.start", body, correlation=correlation,
+                    response_topic=REPLY)
+        if correlation == b"r1":
+            assert entered.wait(5)
+    busy = raw.next_message()
+    assert getattr(busy.properties, "CorrelationData", None) == b"r3"
+    assert error_of(json.loads(busy.payload))[0] == "busy"
+    release.set()
+    answered = {getattr(raw.next_message().properties, "CorrelationData", None)
+                for _ in range(2)}
+    assert answered == {b"r1", b"r2"}
