@@ -1,4 +1,4 @@
-"""The durable store-and-forward outbox of a site (SQLite, WAL, fsync on every commit).
+"""The durable store-and-forward outbox of a site (SQLite, WAL, fsync on every append).
 
 Invariants (docs/mqtt.md "Store and forward"):
 1. A message is committed here before it is handed to MQTT, and deleted only after the
@@ -8,15 +8,16 @@ Invariants (docs/mqtt.md "Store and forward"):
    process, a restart starts again from the oldest row (receivers dedupe by seq).
 3. Sequence numbers come from a counter stored in the same transaction as the rows that
    carry them: they never repeat, even after a crash, and increase in row order.
-4. The total payload size stays under `max_bytes`: undispatched rows are dropped by tier
+4. The total payload size stays under `max_bytes` (rows already handed to MQTT, at most
+   the in-flight window, may exceed it for a moment): undispatched rows are dropped by tier
    (snapshots, then camera statuses, then alerts: events, alarms, acks), oldest
    first, and every drop is recorded in one pending DropReport row (never dropped itself).
 5. Deleting acknowledged rows is not fsynced on its own (the next append's fsync carries it):
    after a power cut a few delivered rows may be sent again, which receivers dedupe (seq),
    and it halves the fsyncs per alert.
 
-Not thread-safe by design beyond a lock around each method: the site client drives it
-from one worker thread.
+Each method holds a lock, so any thread may call it; the site client drives it from one
+worker thread.
 """
 
 from __future__ import annotations
