@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from police_link.topics import RESERVED_CAMERA_NAMES
 from recorder.errors import RecorderError
 
 __all__ = [
@@ -50,9 +51,10 @@ class _ByteSize:
 
 
 Bytes = Annotated[int, _ByteSize()]
-Triggers = Literal["dozor", "camera", "both"]
 
-_NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+# A name is one MQTT topic level (police_link.topics): no wildcards, no leading "-" or "_".
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_NAME_RULE = "must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter or digit"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -140,7 +142,6 @@ class CameraConfig:
     main_url: str | None = None  # rtsp://...: overrides probing
     sub_url: str | None = None
     retain_days: float | None = None  # default: storage.retain_days
-    triggers: Triggers = "dozor"  # motion from Dozor's detector, the camera's events, or both
     motion: Any = field(default=None, metadata={"load": _load_motion})
 
     def authenticated_url(self, url: str) -> str:
@@ -295,7 +296,7 @@ class _Loader:
 
 def _check_site(config: SiteConfig, *, check_paths: bool) -> SiteConfig:
     if not _NAME_RE.match(config.site):
-        raise ConfigError(f"site: {config.site!r} must be 1-64 characters of a-z, 0-9, _ and -")
+        raise ConfigError(f"site: {config.site!r} {_NAME_RULE}")
     storage = _check_storage(config.storage, check_paths=check_paths)
     if not config.cameras:
         raise ConfigError("cameras: at least one [[cameras]] table is required")
@@ -398,8 +399,11 @@ def _check_camera(
     camera: CameraConfig, key: str, storage: StorageConfig, *, check_paths: bool
 ) -> CameraConfig:
     if not _NAME_RE.match(camera.name):
+        raise ConfigError(f"{key}.name: {camera.name!r} {_NAME_RULE}")
+    if camera.name in RESERVED_CAMERA_NAMES:
         raise ConfigError(
-            f"{key}.name: {camera.name!r} must be 1-64 characters of a-z, 0-9, _ and -"
+            f"{key}.name: {camera.name!r} is a word the MQTT topics use "
+            f"({', '.join(sorted(RESERVED_CAMERA_NAMES))}); choose another name"
         )
     password = _resolve_password(
         camera.password, camera.password_file, key, check_paths=check_paths
@@ -421,11 +425,6 @@ def _check_camera(
         _check_url(camera.sub_url, f"{key}.sub_url", ("rtsp", "rtsps"))
     if has_password and camera.user is None:
         raise ConfigError(f"{key}.user: a password is given without a user")
-    if camera.triggers != "dozor" and camera.onvif_url is None:
-        raise ConfigError(
-            f'{key}.triggers: "{camera.triggers}" uses the camera\'s ONVIF events '
-            f"and needs onvif_url"
-        )
     motion_trigger = getattr(camera.motion, "trigger", "dozor")
     if motion_trigger != "dozor" and camera.onvif_url is None:
         raise ConfigError(

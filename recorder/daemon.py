@@ -10,10 +10,10 @@ segment through its writer) -> flusher drains (rows for every closed file) -> in
 Other parts of the site plug in here: `recorder.motion.CameraMotion` per camera (its sink on
 the sub stream, or the main stream when there is none; event changes go to the
 `EventRecorder` (index rows and snapshot files) and to the police link; camera ONVIF events
-feed it when `triggers` asks for them), `recorder.live.LiveController` (a live sink on every
-stream, live commands answered on the link) and `police_link.SiteLink` (events, alarms,
-camera status, stats). `sink_factories` receive (camera config, stream name) and return
-extra packet sinks for that stream.
+feed it when its `motion.trigger` asks for them), `recorder.live.LiveController` (a live
+sink on every stream, live commands answered on the link) and `police_link.SiteLink`
+(events, alarms, camera status, stats). `sink_factories` receive (camera config, stream
+name) and return extra packet sinks for that stream.
 """
 
 from __future__ import annotations
@@ -479,7 +479,7 @@ class _SiteServices:
 
         rec = self._rec
         assert rec.index is not None
-        self.events = EventRecorder(rec.index, rec.root / "snapshots", site=self.site)
+        self.events = EventRecorder(rec.index, rec.root, site=self.site)
         self.events.start()
         broker = rec.config.broker
         if broker is not None:
@@ -495,11 +495,9 @@ class _SiteServices:
             cfg = camera.motion if camera.motion is not None else MotionConfig()
             if not cfg.enabled:
                 continue
-            # the camera's `triggers` wins unless left at its default
-            trigger = camera.triggers if camera.triggers != "dozor" else cfg.trigger
             self._motions[camera.name] = CameraMotion(
                 camera.name, cfg, on_change=self._on_event_change,
-                on_alarm=self._on_motion_alarm, trigger=trigger,
+                on_alarm=self._on_motion_alarm,
             )  # fmt: skip
 
     def stop(self) -> None:

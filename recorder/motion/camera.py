@@ -33,11 +33,7 @@ class CameraMotion:
         on_change: Callable[[EventChange], None],
         on_alarm: Callable[[AlarmChange], None],
         clock: Clock | None = None,
-        trigger: str | None = None,
     ) -> None:
-        """`trigger` overrides cfg.trigger (the site config also has a per-camera `triggers`)."""
-        if trigger is not None:
-            cfg = replace(cfg, trigger=trigger)
         cfg.validate()
         self.camera = camera
         self.cfg = cfg

@@ -68,15 +68,14 @@ class MotionSite:
         cfg: MotionConfig = camera.motion or MotionConfig()
         if not cfg.enabled:
             return ()
-        trigger = getattr(camera, "triggers", None) or cfg.trigger
         with self._lock:
             cm = self._cameras.get(camera.name)
             if cm is None:
                 cm = CameraMotion(camera.name, cfg, on_change=self._changed,
-                                  on_alarm=self._on_alarm, clock=self._clock, trigger=trigger)
+                                  on_alarm=self._on_alarm, clock=self._clock)
                 self._cameras[camera.name] = cm
         log.info("site %s camera %s: motion on the %s stream, trigger %s", self.site,
-                 camera.name, stream, trigger)
+                 camera.name, stream, cfg.trigger)
         return (cm.sink,)
 
     def on_camera_event(self, camera: str, event: Any) -> None:

@@ -36,7 +36,9 @@ name = "square"
 onvif_url = "http://10.0.0.6/onvif/device_service"
 user = "admin"
 password_file = "cam.secret"
-triggers = "both"
+
+[cameras.motion]
+trigger = "both"
 """
 
 
@@ -135,7 +137,7 @@ def test_unreadable_password_file(site_dir: Path) -> None:
 
 def test_camera_without_any_url(site_dir: Path) -> None:
     text = GOOD.replace('onvif_url = "http://10.0.0.6/onvif/device_service"', "")
-    msg = error_of(site_dir, text.replace('triggers = "both"', ""))
+    msg = error_of(site_dir, text.replace('trigger = "both"', ""))
     assert "cameras[1]: give onvif_url" in msg
 
 
@@ -164,15 +166,26 @@ def test_bad_camera_name(site_dir: Path) -> None:
     assert "cameras[0].name" in msg and "a-z" in msg
 
 
-def test_bad_triggers_value(site_dir: Path) -> None:
-    msg = error_of(site_dir, GOOD.replace('triggers = "both"', 'triggers = "always"'))
-    assert 'cameras[1].triggers: expected one of "dozor" | "camera" | "both"' in msg
+def test_bad_trigger_value(site_dir: Path) -> None:
+    msg = error_of(site_dir, GOOD.replace('trigger = "both"', 'trigger = "always"'))
+    assert "cameras[1].motion.trigger" in msg and "'always'" in msg
 
 
-def test_camera_triggers_need_onvif(site_dir: Path) -> None:
-    text = GOOD.replace("retain_days = 7", 'retain_days = 7\ntriggers = "camera"')
+def test_camera_trigger_needs_onvif(site_dir: Path) -> None:
+    text = GOOD.replace("retain_days = 7", 'retain_days = 7\n[cameras.motion]\ntrigger = "camera"')
     msg = error_of(site_dir, text)
-    assert "cameras[0].triggers" in msg and "needs onvif_url" in msg
+    assert "cameras[0].motion.trigger" in msg and "needs onvif_url" in msg
+
+
+def test_the_old_camera_level_triggers_key_is_rejected(site_dir: Path) -> None:
+    text = GOOD.replace("retain_days = 7", 'retain_days = 7\ntriggers = "camera"')
+    assert "cameras[0].triggers: unknown key" in error_of(site_dir, text)
+
+
+@pytest.mark.parametrize("name", ["-gate", "_gate", "status", "events", "cmd", "reply"])
+def test_camera_name_must_be_a_safe_topic_level(site_dir: Path, name: str) -> None:
+    msg = error_of(site_dir, GOOD.replace('name = "gate"', f'name = "{name}"'))
+    assert f"cameras[0].name: {name!r}" in msg
 
 
 def test_no_cameras(site_dir: Path) -> None:
@@ -233,10 +246,11 @@ def test_broker_defaults_outbox_under_storage_root(site_dir: Path) -> None:
 
 
 def test_motion_table_is_parsed_and_validated(site_dir: Path) -> None:
-    good = GOOD + "\n[cameras.motion]\nsensitivity = 8\n"
+    good = GOOD.replace('trigger = "both"', 'trigger = "both"\nsensitivity = 8')
     cfg = load_config(write(site_dir, good))
     assert cfg.cameras[1].motion.sensitivity == 8
-    msg = error_of(site_dir, GOOD + "\n[cameras.motion]\nsensitivity = 80\n")
+    assert cfg.cameras[1].motion.trigger == "both"
+    msg = error_of(site_dir, GOOD.replace('trigger = "both"', 'trigger = "both"\nsensitivity = 80'))
     assert "cameras[1].motion.sensitivity" in msg
 
 

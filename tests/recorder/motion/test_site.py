@@ -54,8 +54,9 @@ def test_camera_events_reach_the_camera_with_that_trigger(tmp_path):
                       poll_interval_s=0.05)
     site.start()
     try:
-        cam = CameraConfig(name="door", sub_url="rtsp://d/sub", triggers="camera",
-                           motion=MotionConfig(events=EventConfig(post_roll_s=0.1)))
+        cam = CameraConfig(name="door", sub_url="rtsp://d/sub",
+                           motion=MotionConfig(trigger="camera",
+                                               events=EventConfig(post_roll_s=0.1)))
         site.sink_factory(cam, "sub")
         topic = "VideoSource/MotionAlarm"
         site.on_camera_event("door", CameraEvent(CameraEventKind.MOTION, True, topic, None, None))
