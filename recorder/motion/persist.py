@@ -19,6 +19,7 @@ from pathlib import Path
 from recorder.errors import RecorderError
 from recorder.index import EventRow, Index
 from recorder.motion.events import EventChange
+from recorder.worker_queue import wait_queue_idle
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,7 @@ class EventRecorder:
         self._thread = None
 
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        with self._q.all_tasks_done:
-            while self._q.unfinished_tasks:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._q.all_tasks_done.wait(left)
-        return True
+        return wait_queue_idle(self._q, timeout_s)
 
     # ---- worker --------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from recorder.errors import IndexDbError, RecorderError
 from recorder.index import ClosedSegment, GapRow, Index
 from recorder.storage import fmp4
 from recorder.storage.layout import fsync_dir, fsync_file
+from recorder.worker_queue import wait_queue_idle
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +137,7 @@ class Flusher:
 
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
         """True once every submitted job is done (for tests and orderly shutdown)."""
-        deadline = time.monotonic() + timeout_s
-        with self._q.all_tasks_done:
-            while self._q.unfinished_tasks:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._q.all_tasks_done.wait(left)
-        return True
+        return wait_queue_idle(self._q, timeout_s)
 
     def stats(self) -> FlusherStats:
         return FlusherStats(
