@@ -46,8 +46,8 @@ def test_camera_trigger_ignores_dozor_and_decodes_keyframes_only(clip):
     changes: list[EventChange] = []
     alarms: list[AlarmChange] = []
     clock = FakeClock()
-    cm = CameraMotion("yard", MotionConfig(), on_change=changes.append, on_alarm=alarms.append,
-                      clock=clock, trigger="camera")
+    cm = CameraMotion("yard", MotionConfig(trigger="camera"), on_change=changes.append,
+                      on_alarm=alarms.append, clock=clock)
     c = clip("person_walk")
     play(cm, c.path)
     assert changes == []
