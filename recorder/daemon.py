@@ -306,7 +306,11 @@ class Recorder:
                     clog.exception("ONVIF probe failed unexpectedly")
                 clog.warning("ONVIF probe failed (%s); retrying in %.1f s", err, delay_s)
                 for stream in ("main", "sub"):
-                    self.health.stream(camera.name, stream).last_error = f"probe: {err}"
+                    health = self.health.stream(camera.name, stream)
+                    health.last_error = f"probe: {err}"
+                    # offline, not "connecting": the police must see it (and a retained
+                    # "recording" left by a previous process must be replaced)
+                    health.set_state(StreamState.OFFLINE, f"ONVIF probe failed: {err}")
                 await asyncio.sleep(delay_s)
         main_url = probe.main.stream_uri
         # a camera with a single profile reports it as both main and sub: record it once
@@ -484,6 +488,7 @@ class _SiteServices:
         broker = rec.config.broker
         if broker is not None:
             self.link = _make_link(self.site, broker, [c.name for c in rec.config.cameras])
+            self.link.on_command("ack", self._on_ack)  # before start: no ack goes unrecorded
             self.link.start()
             from recorder.live import LiveController
 
@@ -511,6 +516,28 @@ class _SiteServices:
             self.link.stop()
 
     # hooks -----------------------------------------------------------------------------
+
+    def _on_ack(self, request: Any) -> dict[str, Any]:
+        """An officer acknowledged an event: record it with the event, or refuse the id.
+
+        Runs on the link's command thread; the index call is one short transaction.
+        """
+        from police_link import CommandError
+        from recorder.errors import UnknownRow
+
+        args = request.args
+        index = self._rec.index
+        assert index is not None
+        try:
+            ack_id = index.add_ack(
+                args["event_id"], user=args["user"], comment=args.get("comment", ""),
+                sender=request.sender, received_wall=request.received_unix_s,
+            )  # fmt: skip
+        except UnknownRow as err:
+            raise CommandError("unknown_event", f"no event {args['event_id']} here") from err
+        self._log.info("event %s acknowledged by %s (via %s)", args["event_id"], args["user"],
+                       request.sender)
+        return {"ack_id": ack_id}
 
     def motion_sinks(self, camera: CameraConfig) -> list[PacketSink]:
         motion = self._motions.get(camera.name)

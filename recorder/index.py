@@ -23,6 +23,7 @@ from recorder.errors import IndexCorrupt, IndexDbError, UnknownRow
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AckRow",
     "CameraRow",
     "ClosedSegment",
     "EventRow",
@@ -36,7 +37,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 SEGMENT_STATUSES: Final = ("complete", "recovered", "missing")
 EVENT_SOURCES: Final = ("motion", "camera")
 
@@ -125,6 +126,18 @@ class HoldRow:
     reason: str
     who: str
     created_wall: float
+
+
+@dataclass(frozen=True)
+class AckRow:
+    """A police officer's acknowledgement of an event, as it reached the site."""
+
+    id: int
+    event_id: str
+    user: str
+    comment: str
+    sender: str  # the viewer instance that relayed it
+    received_wall: float
 
 
 @dataclass(frozen=True)
@@ -304,7 +317,28 @@ def _upgrade_to_1(db: sqlite_utils.Database) -> None:
     db.table("event_segments").create_index(["segment_id"])
 
 
-_UPGRADES: Final[Sequence[Callable[[sqlite_utils.Database], None]]] = (_upgrade_to_1,)
+def _upgrade_to_2(db: sqlite_utils.Database) -> None:
+    """Acknowledgements from the police station, kept with the events they answer."""
+    db.table("acks").create(
+        {
+            "id": int,
+            "event_id": str,
+            "user": str,
+            "comment": str,
+            "sender": str,
+            "received_wall": float,
+        },
+        pk="id",
+        not_null=["event_id", "user", "comment", "sender", "received_wall"],
+        foreign_keys=[("event_id", "events", "id")],
+    )
+    db.table("acks").create_index(["event_id"])
+
+
+_UPGRADES: Final[Sequence[Callable[[sqlite_utils.Database], None]]] = (
+    _upgrade_to_1,
+    _upgrade_to_2,
+)
 
 
 class Index:
@@ -771,6 +805,26 @@ class Index:
             {"camera": camera, "start": start, "end": end},
         )
         return [_event_row(r) for r in rows]
+
+    def add_ack(
+        self, event_id: str, *, user: str, comment: str, sender: str, received_wall: float
+    ) -> int:
+        """Record an acknowledgement; UnknownRow if the event is not in this index."""
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM events WHERE id = ?", [event_id]).fetchone() is None:
+                raise UnknownRow(f"index {self.path}: no event {event_id}")
+            cur = db.execute(
+                "INSERT INTO acks (event_id, user, comment, sender, received_wall)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [event_id, user, comment, sender, received_wall],
+            )
+            return int(cur.lastrowid or 0)
+
+    def acks(self, event_id: str) -> list[AckRow]:
+        rows = self._query(
+            "SELECT * FROM acks WHERE event_id = ? ORDER BY received_wall, id", [event_id]
+        )
+        return [_row(AckRow, r) for r in rows]
 
     def event_segments(self, event_id: str) -> list[SegmentRow]:
         rows = self._query(

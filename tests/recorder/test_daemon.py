@@ -517,7 +517,9 @@ async def test_unreachable_onvif_camera_is_probed_again_until_it_answers(
         while main.last_error is None:
             assert time.monotonic() - started < 10, "the probe never failed"
             await asyncio.sleep(0.1)
-        assert main.last_error.startswith("probe:") and main.state == "connecting"
+        # shown offline while unreachable (so the police see it), not merely "connecting"
+        assert main.last_error.startswith("probe:") and main.state == "offline"
+        assert recorder.health.stream("cam01", "sub").state == "offline"
         while main.state != "recording":
             assert time.monotonic() - started < 40, "the camera was never recorded"
             await asyncio.sleep(0.1)

@@ -224,3 +224,34 @@ def test_a_failed_upgrade_leaves_no_half_schema(tmp_path, monkeypatch):
     monkeypatch.undo()
     with Index(tmp_path / "i.sqlite3") as idx:  # starts again from an empty file
         assert idx.schema_version == SCHEMA_VERSION
+
+
+def test_acks_are_kept_with_their_event_and_unknown_events_refused(index):
+    index.insert_event(EventRow(id="e7", camera="cam1", source="motion", kind="motion",
+                                start_wall=10.0))
+    first = index.add_ack("e7", user="officer", comment="patrol sent", sender="viewer-1",
+                          received_wall=20.0)
+    index.add_ack("e7", user="chief", comment="", sender="viewer-2", received_wall=21.0)
+    acks = index.acks("e7")
+    assert [(a.id, a.user, a.comment, a.sender) for a in acks] == [
+        (first, "officer", "patrol sent", "viewer-1"), (first + 1, "chief", "", "viewer-2")]
+    with pytest.raises(UnknownRow):
+        index.add_ack("nope", user="officer", comment="", sender="v", received_wall=1.0)
+    assert index.acks("nope") == []
+
+
+def test_a_version_1_index_is_upgraded_keeping_its_rows(tmp_path, monkeypatch):
+    import recorder.index as index_module
+
+    path = tmp_path / "i.sqlite3"
+    monkeypatch.setattr(index_module, "SCHEMA_VERSION", 1)
+    with Index(path) as old:
+        old.insert_event(EventRow(id="e1", camera="c", source="motion", kind="m",
+                                  start_wall=1.0))
+        assert old.schema_version == 1
+    monkeypatch.undo()
+    with Index(path) as new:
+        assert new.schema_version == SCHEMA_VERSION == 2
+        assert new.event("e1").camera == "c"
+        new.add_ack("e1", user="u", comment="ok", sender="s", received_wall=2.0)
+        assert len(new.acks("e1")) == 1

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from police_link.errors import RequestFailed
 from police_link.viewer_client import ViewerLink
 from tests.fixtures.camsim import SimCam, running_camsim
 from tests.fixtures.mosquitto import Credentials, MosquittoBroker
@@ -304,6 +305,13 @@ async def test_scripted_motion_alert_reaches_the_officer_within_1s_and_the_ack_t
     )
     log = rig.recorder.log_text()
     assert "command ack" not in log, log[-2000:]  # neither refused nor failed
+    # the recorder keeps the acknowledgement with its event (recorder.index acks table)
+    await poll(lambda: f"event {event.event_id} acknowledged by officer" in
+               rig.recorder.log_text() or None, 5, "the recorder recording the ack", rig)
+    # and refuses one for an event it never raised
+    with pytest.raises(RequestFailed) as refused:
+        await officer.link.request(SITE, "ack", {"event_id": "never-raised", "user": "officer"})
+    assert refused.value.code == "unknown_event"
     assert not officer.errors, officer.errors
 
 
