@@ -157,8 +157,19 @@ async def test_duty_officer_screen(
             await page.click("#snapshot-close")
             assert await page.get_attribute("body", "data-last-beep") is not None
 
-            # acknowledge with a comment: the site's handler receives it
-            await page.fill(".alert[data-camera=gate] input[name=comment]", "patrol sent")
+            # acknowledge with a comment: the site's handler receives it. The event ends
+            # while the officer is typing; the rebuilt alert keeps what was typed.
+            comment = ".alert[data-camera=gate] input[name=comment]"
+            await page.fill(comment, "patrol")
+            await page.focus(comment)
+            site.publish_event(EventMessage(
+                site="site-a", camera="gate", event_id="ev-1", type="end",
+                start_unix_s=now, end_unix_s=time.time(), zones=("door", "road"), score=0.4))
+            await page.wait_for_selector(
+                ".alert[data-camera=gate] .when:has-text('завершено')", timeout=5000)
+            assert await page.input_value(comment) == "patrol"
+            assert await page.evaluate("document.activeElement.name") == "comment"
+            await page.type(comment, " sent")
             await page.click(".alert[data-camera=gate] .ack-form button")
             assert await asyncio.to_thread(got_ack.wait, 5.0)
             assert acks[0]["event_id"] == "ev-1"

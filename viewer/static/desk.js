@@ -256,19 +256,35 @@
     if (!feed) return;
     const alerts = [...state.alerts.values()]
       .sort((a, b) => b.received_at - a.received_at || b.id - a.id).slice(0, MAX_ALERTS);
-    // Keep a half-typed comment: re-render only items whose content changed.
+    // Keep a half-typed comment: re-render only items whose content changed, and carry the
+    // comment (and the cursor) over to an item that an update (event end, snapshot) rebuilt.
     const old = new Map([...feed.children].map((li) => [li.dataset.id, li]));
+    let refocus = null;
     const items = alerts.map((a) => {
       const key = JSON.stringify(a);
       const li = old.get(String(a.id));
       if (li && li.dataset.key === key) return li;
       const fresh = alertItem(a);
       fresh.dataset.key = key;
+      if (li) refocus = keepTypedComment(li, fresh) || refocus;
       return fresh;
     });
     if (!items.length) feed.replaceChildren(el("li", { class: "empty", text: t("alerts.none") }));
     else feed.replaceChildren(...items);
+    if (refocus) refocus();
     showOpenCount();
+  }
+
+  // Copies what the officer typed into the rebuilt item; returns how to give the field its
+  // focus back once the item is in the page (null when it had none).
+  function keepTypedComment(from, to) {
+    const typed = from.querySelector("input[name=comment]");
+    const field = to.querySelector("input[name=comment]");
+    if (!typed || !field) return null;
+    field.value = typed.value;
+    if (document.activeElement !== typed) return null;
+    const start = typed.selectionStart, end = typed.selectionEnd;
+    return () => { field.focus(); field.setSelectionRange(start, end); };
   }
 
   function upsertAlert(a, isNew) {
