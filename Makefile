@@ -31,6 +31,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml | $(VENV)/.system-deps
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy recorder camera_drivers police_link viewer
 
 test: system-deps venv lint
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
