@@ -357,6 +357,8 @@ class StreamIngest:
                 if run is None:
                     run = self._start_run(source, now)
                 elif held is not None:
+                    if held.dts is None:
+                        _backfill_timestamps(held, packet)
                     run.last_delivered_monotonic = held_at
                     for sink in run.sinks:
                         try:
@@ -467,3 +469,19 @@ def run_threads(ingests: Sequence[StreamIngest]) -> Callable[[float], bool]:
         return all(i.join(max(0.0, deadline - time.monotonic())) for i in ingests)
 
     return stop_all
+
+
+def _backfill_timestamps(packet: av.Packet, following: av.Packet) -> None:
+    """Give a packet without timestamps the ones its duration and the next packet imply.
+
+    FFmpeg's RTSP demuxer hands out the first packet of a session (the keyframe) with no pts
+    or dts, from the simulator and from GStreamer alike. Writers must skip packets without a
+    dts, so each run lost its whole first GOP (about 3 % of a 30 s recording); the held-back
+    packet's duration and its successor's dts place it exactly.
+    """
+    if following.dts is None or not packet.duration:
+        return
+    packet.dts = following.dts - packet.duration
+    if packet.pts is None:
+        packet.pts = packet.dts
+

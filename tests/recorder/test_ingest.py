@@ -50,11 +50,17 @@ class CollectSink:
         self.keyframes = 0
         self.ends: list[str] = []
         self.fail_after = fail_after
+        self.first: tuple[bool, int | None, int | None] | None = None  # keyframe, dts, pts
+        self.second_dts: int | None = None
 
     def on_run_start(self, info: StreamInfo) -> None:
         self.infos.append(info)
 
     def on_packet(self, packet: av.Packet) -> None:
+        if self.first is None:
+            self.first = (packet.is_keyframe, packet.dts, packet.pts)
+        elif self.second_dts is None:
+            self.second_dts = packet.dts
         self.packets += 1
         self.keyframes += packet.is_keyframe
         if self.fail_after is not None and self.packets > self.fail_after:
@@ -113,6 +119,36 @@ def test_run_from_gstreamer_reaches_sinks_and_ends_on_stop(gst_rtsp) -> None:
     assert run_log.runs[1]["reason"] == "shutdown"
     assert health.packets >= sink.packets and health.bytes_received > 10_000
     assert health.reconnects == 0 and not run_log.gaps
+
+
+def first_packets_of_a_run(url: str) -> CollectSink:
+    run_log, registry, sink = ListRunLog(), HealthRegistry("test"), CollectSink()
+    ingest = make_ingest(url, [sink], run_log, registry)
+    ingest.start()
+    try:
+        wait_for(lambda: sink.packets >= 3, 15, "3 packets")
+    finally:
+        ingest.request_stop()
+        assert ingest.join(5)
+    return sink
+
+
+def test_first_packet_of_a_simulator_run_gets_its_timestamps(camsim) -> None:
+    """FFmpeg hands out a session's first packet (the keyframe) without pts/dts; without
+    them the writer would drop the run's whole first GOP."""
+    (cam,) = camsim(cameras=1, loop_s=20)
+    sink = first_packets_of_a_run(cam.with_credentials(cam.rtsp_sub))
+    assert sink.first is not None and sink.second_dts is not None
+    keyframe, dts, pts = sink.first
+    assert keyframe and dts is not None and pts is not None
+    assert 0 < sink.second_dts - dts <= 90000 // 5  # one frame earlier (>= 5 fps)
+
+
+def test_first_packet_of_a_gstreamer_run_gets_its_timestamps(gst_rtsp) -> None:
+    sink = first_packets_of_a_run(gst_rtsp(fps=15))
+    assert sink.first is not None and sink.second_dts is not None
+    keyframe, dts, _pts = sink.first
+    assert keyframe and dts is not None and 0 < sink.second_dts - dts <= 90000 // 5
 
 
 @pytest.mark.parametrize("read_interrupt", [False, True], ids=["ffmpeg-socket", "pyav-interrupt"])
