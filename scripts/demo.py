@@ -60,7 +60,6 @@ def start_simulator(cameras: int, log: Path) -> tuple[subprocess.Popen[str], lis
 
 
 def site_config(state: Path, broker: MosquittoBroker, cameras: list[DemoCamera]) -> Path:
-    cred = broker.credentials[SITE]
     lines = [
         f"site = {toml_str(SITE)}",
         "[storage]",
@@ -70,14 +69,7 @@ def site_config(state: Path, broker: MosquittoBroker, cameras: list[DemoCamera])
         "[health]",
         'listen = "127.0.0.1"',
         "port = 9310",
-        "[broker]",
-        f"host = {toml_str(broker.host)}",
-        f"port = {broker.port}",
-        "tls = true",
-        f"ca_file = {toml_str(broker.ca_file)}",
-        f"username = {toml_str(cred.username)}",
-        f"password = {toml_str(cred.password)}",
-        f"outbox_path = {toml_str(str(state / 'outbox.sqlite'))}",
+        *broker.toml_table(SITE, outbox_path=str(state / "outbox.sqlite")),
     ]
     for cam in cameras:
         lines += [
@@ -93,7 +85,6 @@ def site_config(state: Path, broker: MosquittoBroker, cameras: list[DemoCamera])
 
 
 def viewer_config(state: Path, broker: MosquittoBroker, listen: str, port: int) -> Path:
-    cred = broker.credentials["viewer"]
     path = state / "viewer.toml"
     path.write_text("\n".join([
         "[http]",
@@ -101,14 +92,7 @@ def viewer_config(state: Path, broker: MosquittoBroker, listen: str, port: int) 
         f"port = {port}",
         "[storage]",
         f"state_dir = {toml_str(str(state / 'viewer'))}",
-        "[broker]",
-        f"host = {toml_str(broker.host)}",
-        f"port = {broker.port}",
-        "tls = true",
-        f"ca_file = {toml_str(broker.ca_file)}",
-        f"username = {toml_str(cred.username)}",
-        f"password = {toml_str(cred.password)}",
-        'client_id = "dozor-viewer-demo"',
+        *broker.toml_table("viewer", client_id="dozor-viewer-demo"),
         "[health]",
         "offline_after_s = 30",
     ]) + "\n")

@@ -61,7 +61,6 @@ def write_site_config(
     """site.toml for SITE with one ONVIF camera, as scripts/demo.py writes it (short
     segments, small free-space margins for a test machine, health port chosen by the OS,
     a short post-roll so that an event ends a few seconds after the motion does)."""
-    cred = broker.credentials[SITE]
     assert cam.onvif, "the simulator was started without ONVIF"
     lines = [
         f"site = {toml_str(SITE)}",
@@ -74,13 +73,7 @@ def write_site_config(
         "[health]",
         'listen = "127.0.0.1"',
         "port = 0",
-        "[broker]",
-        f"host = {toml_str(broker.host)}",
-        f"port = {broker.port}",
-        "tls = true",
-        f"ca_file = {toml_str(broker.ca_file)}",
-        f"username = {toml_str(cred.username)}",
-        f"password = {toml_str(cred.password)}",
+        *broker.toml_table(SITE),
         "[[cameras]]",
         f"name = {toml_str(camera_name)}",
         f"onvif_url = {toml_str(cam.onvif)}",
