@@ -297,6 +297,7 @@ class Recorder:
                     camera.user,
                     camera.password,
                     timeout_s=self.options.probe_timeout_s,
+                    name=camera.name,
                 ) as onvif:
                     probe = await onvif.probe()
                 break
