@@ -420,6 +420,11 @@ async def test_full_disk_raises_the_alarm_and_recording_resumes_when_space_retur
         flusher = recorder.flusher
         assert flusher is not None
         await until(lambda: flusher.stats().segments_indexed >= 1, 15, "a segment")
+        # Retention deletes the oldest footage once free space is short, and it runs when
+        # the disk fills: an evidence hold keeps what was recorded so far, so the footage
+        # before the gap is there to check (and the hold is seen to survive).
+        assert recorder.index is not None
+        recorder.index.add_hold("cam1", 0.0, time.time(), "evidence", "test")
         free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
         filler.write_bytes(b"\0" * (free - 3 * (1 << 20)))  # leave 3 MiB: below the stop mark
         await until(lambda: "storage" in recorder.health.alarms(), 10, "the storage alarm")
@@ -437,7 +442,7 @@ async def test_full_disk_raises_the_alarm_and_recording_resumes_when_space_retur
     index, rows = check_index_matches_files(root)
     (gap,) = index.gaps("cam1", "main", "disk_full")
     assert any(r.start_wall >= gap.end_wall for r in rows)  # footage after the gap
-    assert any(r.end_wall <= gap.start_wall for r in rows)  # and before it
+    assert any(r.end_wall <= gap.start_wall for r in rows)  # and before it, under the hold
 
 
 async def test_h265_camera_is_recorded_as_hvc1(tmp_path: Path, camsim) -> None:
