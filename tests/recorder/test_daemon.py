@@ -71,6 +71,14 @@ def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+async def until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll `cond` from a test running on the recorder's event loop."""
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
 def all_recording(port: int) -> bool:
     body = get_json(port)
     streams = [s for cam in body["cameras"].values() for s in cam.values()]
@@ -259,12 +267,6 @@ async def test_drop_and_stall_reconnect_with_gaps_and_show_in_health(
     task = asyncio.create_task(recorder.run(stop))
     health = recorder.health.stream("cam1", "main")
 
-    async def until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not cond():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            await asyncio.sleep(0.1)
-
     try:
         await until(lambda: health.state == "recording", 20, "recording")
         await asyncio.sleep(2)
@@ -407,12 +409,6 @@ async def test_full_disk_raises_the_alarm_and_recording_resumes_when_space_retur
     stop = asyncio.Event()
     task = asyncio.create_task(recorder.run(stop))
     health = recorder.health.stream("cam1", "main")
-
-    async def until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not cond():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            await asyncio.sleep(0.1)
 
     filler = small_disk / "filler"
     try:
