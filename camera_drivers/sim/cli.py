@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "all:offline=10, cam01:drop (repeatable)")
     p.add_argument("--no-onvif", action="store_true", help="RTSP only")
     p.add_argument("--no-discovery", action="store_true", help="no WS-Discovery responder")
+    p.add_argument("--aligned-frames", action="store_true",
+                   help="send every camera's frames at the same instants (a worst case: real "
+                        "cameras are not synchronised, so by default each has its own phase)")
     p.add_argument("--json", action="store_true", help="one JSON object per camera and line")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -102,6 +105,7 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
         onvif=not args.no_onvif,
         discovery=not args.no_discovery,
         control_port=None if args.control_port < 0 else args.control_port,
+        aligned_frames=args.aligned_frames,
     )
 
 

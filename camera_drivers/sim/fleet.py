@@ -47,7 +47,11 @@ class FleetConfig:
     discovery: bool = True
     control_port: int | None = None  # None: no control endpoint; 0: a free port
     max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES
-    epoch_monotonic: float | None = None  # loop time 0 of every camera; None: now
+    epoch_monotonic: float | None = None  # loop time 0 of the first camera; None: now
+    # False: each camera's frames go out at its own phase within the frame interval, as
+    # free-running real cameras do; True: every camera's at the same instants (a worst case
+    # for a recorder: all its streams wake at once).
+    aligned_frames: bool = False
 
     def validate(self) -> None:
         if not 1 <= self.cameras <= 1000:
@@ -64,6 +68,15 @@ class FleetConfig:
 
     def camera_name(self, index: int) -> str:
         return f"{self.name_prefix}{index + 1:02d}"
+
+
+def frame_phase_s(index: int, fps: int) -> float:
+    """How far camera `index`'s clock runs ahead of the fleet's epoch, within one frame.
+
+    Fractions of the golden ratio spread any number of cameras evenly over the interval, and
+    camera 0 keeps the epoch exactly (tests that place a single camera in its loop rely on it).
+    """
+    return ((index * 0.6180339887498949) % 1.0) / fps
 
 
 def validate_scene(scene: SceneSpec) -> None:
@@ -135,6 +148,7 @@ async def start_fleet(config: FleetConfig) -> Fleet:
     fleet = Fleet(config=config, cameras=[], streamer=streamer, rtsp_servers=[])
     try:
         for i in range(config.cameras):
+            phase_s = 0.0 if config.aligned_frames else frame_phase_s(i, config.scene.fps)
             camera = SimCamera(
                 index=i,
                 name=config.camera_name(i),
@@ -143,7 +157,7 @@ async def start_fleet(config: FleetConfig) -> Fleet:
                 password=config.password,
                 scene=config.scene,
                 codec=config.codec,
-                epoch_monotonic=epoch,
+                epoch_monotonic=epoch - phase_s,
                 clock_offset_s=config.clock_offset_s,
             )
             camera.snapshot_jpeg = snapshot_source(camera)

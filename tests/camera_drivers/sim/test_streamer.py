@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import struct
 import time
@@ -74,3 +75,23 @@ async def test_sender_report_maps_rtp_time_to_the_camera_clock_with_its_offset()
                 raise AssertionError("no RTCP sender report within 5 s")
     finally:
         await fleet.close()
+
+
+async def test_cameras_send_at_their_own_phase_unless_aligned():
+    """Free-running cameras are not frame-synchronised: a fleet spreads their phases."""
+    frame_s = 1 / SCENE.fps
+    for aligned in (False, True):
+        config = FleetConfig(
+            cameras=4, scene=SCENE, onvif=False, discovery=False, aligned_frames=aligned
+        )
+        fleet = await start_fleet(config)
+        try:
+            epochs = [c.epoch_monotonic for c in fleet.cameras]
+        finally:
+            await fleet.close()
+        phases = sorted((epochs[0] - e) % frame_s for e in epochs)
+        if aligned:
+            assert max(phases) < 1e-9
+        else:
+            assert phases[0] < 1e-9 and all(0 <= p < frame_s for p in phases)
+            assert min(b - a for a, b in itertools.pairwise(phases)) > frame_s / 8
