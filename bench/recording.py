@@ -2,8 +2,9 @@
 
     python -m bench.recording --cameras 8 --seconds 30
 
-Starts the camera simulator (N cameras, main 1080p + sub 360p, RTSP only) once, then runs,
-one after another on the same streams so they do not compete for the two cores:
+Starts the camera simulator (N cameras, main 1080p + sub 360p, RTSP only; each camera sends
+at its own phase within the frame interval, as free-running cameras do, unless
+`--aligned-frames`) once, then runs on the same streams:
 
 1. `dozor-recorder` (subprocess, temporary storage root, 60 s segments, main + sub),
    recording only (`[cameras.motion] enabled = false`), then again with motion detection
@@ -13,6 +14,12 @@ one after another on the same streams so they do not compete for the two cores:
 3. Debian's `motion` (`motion -n -c FILE`): `netcam_url` = sub (decoded for detection),
    `netcam_high_url` = main with `movie_passthrough on`, and `emulate_motion on` so it
    records continuously like the other two.
+
+By default the systems run side by side and are measured over the same window: this machine
+is shared, and load from elsewhere then weighs on every system alike, so the ratios hold even
+when the absolute figures move (run one after another, 30 % swings between runs were seen).
+Together they use well under half of one of the two cores at 8 cameras. `--sequential` runs
+them one after another instead.
 
 For each: CPU over the measured window (utime + stime of every process, children included,
 from /proc/<pid>/stat) as % of one core per camera, peak RSS (VmHWM), bytes written; for the
@@ -40,6 +47,7 @@ from urllib.parse import quote
 REPO = Path(__file__).resolve().parents[1]
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 SIM_START_TIMEOUT_S = 300.0
+READY_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -139,33 +147,59 @@ def stop(procs: Sequence[subprocess.Popen[bytes]], sig: int = signal.SIGTERM) ->
             proc.wait()
 
 
-def measure(
-    figures: Figures,
-    pids: Callable[[], list[int]],
-    warmup_s: float,
-    seconds: float,
-    at_edges: Callable[[], None] = lambda: None,
-) -> None:
-    """CPU over [warm-up end, + seconds]; `at_edges` runs at both edges (counter snapshots)."""
+class System:
+    """One system under test: started, waited for, measured over the window, finished."""
+
+    def __init__(self, name: str, cams: list[Cam], work: Path) -> None:
+        self.figures = Figures(name, len(cams))
+        self.cams = cams
+        self.work = work
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def wait_ready(self, deadline: float) -> None:
+        """Until every stream records (or the deadline passes, noted in the figures)."""
+
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def at_edge(self) -> None:
+        """Counter snapshots at both edges of the measured window."""
+
+    def finish(self) -> Figures:
+        """Stop the processes and complete the figures."""
+        raise NotImplementedError
+
+
+def measure(systems: Sequence[System], warmup_s: float, seconds: float) -> None:
+    """CPU of each system over the same window [warm-up end, + seconds]."""
     time.sleep(warmup_s)
-    at_edges()
-    t0, c0 = time.monotonic(), cpu_s(pids())
+    for system in systems:
+        system.at_edge()
+    t0, c0 = time.monotonic(), [cpu_s(s.pids()) for s in systems]
     time.sleep(seconds)
-    t1, c1 = time.monotonic(), cpu_s(pids())
-    at_edges()
-    figures.window_s = round(t1 - t0, 2)
-    figures.cpu_s = round(c1 - c0, 3)
-    figures.cpu_pct_core_per_camera = round(100 * (c1 - c0) / (t1 - t0) / figures.cameras, 3)
-    figures.peak_rss_mib = round(peak_rss_mib(pids()), 1)
+    t1, c1 = time.monotonic(), [cpu_s(s.pids()) for s in systems]
+    for system, start, end in zip(systems, c0, c1, strict=True):
+        system.at_edge()
+        f = system.figures
+        f.window_s = round(t1 - t0, 2)
+        f.cpu_s = round(end - start, 3)
+        f.cpu_pct_core_per_camera = round(100 * (end - start) / (t1 - t0) / f.cameras, 3)
+        f.peak_rss_mib = round(peak_rss_mib(system.pids()), 1)
 
 
 # --- the simulator ---------------------------------------------------------------------------
 
 
-def start_simulator(cameras: int, log: Path) -> tuple[subprocess.Popen[bytes], list[Cam]]:
+def start_simulator(
+    cameras: int, log: Path, *, aligned_frames: bool = False
+) -> tuple[subprocess.Popen[bytes], list[Cam]]:
+    """`aligned_frames`: every camera sends at the same instants (worst case, not realistic)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "camera_drivers.sim", "--cameras", str(cameras), "--json",
-         "--no-onvif", "--no-discovery", "--control-port", "-1", "--log-level", "WARNING"],
+         "--no-onvif", "--no-discovery", "--control-port", "-1", "--log-level", "WARNING",
+         *(["--aligned-frames"] if aligned_frames else [])],
         cwd=REPO, stdout=subprocess.PIPE, stderr=log.open("wb"),
     )  # fmt: skip
     assert proc.stdout is not None
@@ -187,101 +221,125 @@ def start_simulator(cameras: int, log: Path) -> tuple[subprocess.Popen[bytes], l
 # --- the three systems -----------------------------------------------------------------------
 
 
-def run_recorder(
-    cams: list[Cam], work: Path, warmup_s: float, seconds: float, *, motion: bool = False
-) -> Figures:
-    name = "dozor-recorder + motion" if motion else "dozor-recorder"
-    figures = Figures(name, len(cams))
-    work = work / ("recorder-motion" if motion else "recorder")
-    work.mkdir()
-    root = work / "video"
-    port = free_port()
-    lines = [
-        'site = "bench"', "[storage]", f'root = "{root}"', "segment_duration_s = 60",
-        'min_free_bytes = "1GiB"', 'stop_below_free_bytes = "256MiB"',
-        "[health]", f"port = {port}",
-    ]  # fmt: skip
-    for cam in cams:
-        lines += [
-            "[[cameras]]", f'name = "{cam.name}"', f'main_url = "{cam.main}"',
-            f'sub_url = "{cam.sub}"', f'user = "{cam.user}"', f'password = "{cam.password}"',
-            "[cameras.motion]", f"enabled = {'true' if motion else 'false'}",
-        ]  # fmt: skip
-    config = work / "site.toml"
-    config.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "recorder.cli", "--config", str(config), "--log-level", "WARNING"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=(work / "recorder.log").open("wb"),
-    )  # fmt: skip
+class Recorder(System):
+    """`dozor-recorder` on every camera's main and sub stream; `motion`: detection on too."""
 
-    def health() -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+    def __init__(self, cams: list[Cam], work: Path, *, motion: bool = False) -> None:
+        name = "dozor-recorder + motion" if motion else "dozor-recorder"
+        super().__init__(name, cams, work)
+        self.motion = motion
+        self.work = work / ("recorder-motion" if motion else "recorder")
+        self.root = self.work / "video"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.edges: list[tuple[int, int]] = []  # (bytes received, media bytes written)
+
+    def start(self) -> None:
+        self.work.mkdir()
+        lines = [
+            'site = "bench"', "[storage]", f'root = "{self.root}"', "segment_duration_s = 60",
+            'min_free_bytes = "1GiB"', 'stop_below_free_bytes = "256MiB"',
+            "[health]", f"port = {self.port}",
+        ]  # fmt: skip
+        for cam in self.cams:
+            lines += [
+                "[[cameras]]", f'name = "{cam.name}"', f'main_url = "{cam.main}"',
+                f'sub_url = "{cam.sub}"', f'user = "{cam.user}"', f'password = "{cam.password}"',
+                "[cameras.motion]", f"enabled = {'true' if self.motion else 'false'}",
+            ]  # fmt: skip
+        config = self.work / "site.toml"
+        config.write_text("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "recorder.cli", "--config", str(config),
+             "--log-level", "WARNING"],
+            cwd=REPO, stdout=subprocess.DEVNULL,
+            stderr=(self.work / "recorder.log").open("wb"),
+        )  # fmt: skip
+
+    def health(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as resp:
             return json.load(resp)
 
+    @staticmethod
     def streams(body: dict) -> list[dict]:
         return [s for cam in body["cameras"].values() for s in cam.values()]
 
-    deadline = time.monotonic() + 60
-    body: dict = {}
-    while time.monotonic() < deadline:
-        try:
-            body = health()
-            if sum(s["state"] == "recording" for s in streams(body)) == 2 * len(cams):
-                break
-        except OSError:
-            pass
-        time.sleep(0.5)
-    else:
-        figures.notes.append("not every stream was recording before the window")
-    edges: list[tuple[int, int]] = []
+    def wait_ready(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                body = self.health()
+                if sum(s["state"] == "recording" for s in self.streams(body)) == 2 * len(
+                    self.cams
+                ):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        self.figures.notes.append("not every stream was recording before the window")
 
-    def snapshot() -> None:
-        b = health()
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc else []
+
+    def at_edge(self) -> None:
+        b = self.health()
         written = b["storage"]["media_bytes_written"]
-        edges.append((sum(s["bytes_received"] for s in streams(b)), written))
+        self.edges.append((sum(s["bytes_received"] for s in self.streams(b)), written))
 
-    try:
-        measure(figures, lambda: [proc.pid], warmup_s, seconds, snapshot)
-        body = health()
-    finally:
-        stop([proc])
-    (r0, w0), (r1, w1) = edges
-    if r1 > r0:
-        figures.window_media_over_received = round((w1 - w0) / (r1 - r0), 4)
-    figures.streams_up = sum(s["state"] == "recording" for s in streams(body))
-    figures.bytes_received = sum(s["bytes_received"] for s in streams(body))
-    figures.gaps = sum(s["gaps"] for s in streams(body))
-    figures.reconnects = sum(s["reconnects"] for s in streams(body))
-    figures.bytes_written = dir_bytes(root, (".mp4",))
-    if figures.bytes_received:
-        figures.written_over_received = round(figures.bytes_written / figures.bytes_received, 4)
-    if proc.returncode != 0:
-        figures.notes.append(f"recorder exited with {proc.returncode}")
-    return figures
+    def finish(self) -> Figures:
+        assert self.proc is not None
+        figures = self.figures
+        try:
+            body = self.health()
+        finally:
+            stop([self.proc])
+        if len(self.edges) == 2:
+            (r0, w0), (r1, w1) = self.edges
+            if r1 > r0:
+                figures.window_media_over_received = round((w1 - w0) / (r1 - r0), 4)
+        streams = self.streams(body)
+        figures.streams_up = sum(s["state"] == "recording" for s in streams)
+        figures.bytes_received = sum(s["bytes_received"] for s in streams)
+        figures.gaps = sum(s["gaps"] for s in streams)
+        figures.reconnects = sum(s["reconnects"] for s in streams)
+        figures.bytes_written = dir_bytes(self.root, (".mp4",))
+        if figures.bytes_received:
+            figures.written_over_received = round(
+                figures.bytes_written / figures.bytes_received, 4
+            )
+        if self.proc.returncode != 0:
+            figures.notes.append(f"recorder exited with {self.proc.returncode}")
+        return figures
 
 
-def run_ffmpeg(cams: list[Cam], work: Path, warmup_s: float, seconds: float) -> Figures:
-    figures = Figures("ffmpeg -c copy -f segment", len(cams))
-    out = work / "ffmpeg"
-    out.mkdir()
-    log = (work / "ffmpeg.log").open("wb")
-    procs = []
-    for cam in cams:
-        for stream in ("main", "sub"):
-            procs.append(subprocess.Popen(
-                ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
-                 "-i", cam.url(stream), "-map", "0:v", "-c", "copy", "-f", "segment",
-                 "-segment_time", "60", "-reset_timestamps", "1",
-                 str(out / f"{cam.name}-{stream}-%03d.mp4")],
-                stdout=subprocess.DEVNULL, stderr=log,
-            ))  # fmt: skip
-    try:
-        measure(figures, lambda: [p.pid for p in procs], warmup_s, seconds)
-        figures.streams_up = sum(p.poll() is None for p in procs)
-    finally:
-        stop(procs, signal.SIGINT)  # ffmpeg finishes its file on SIGINT
-    figures.bytes_written = dir_bytes(out, (".mp4",))
-    return figures
+class Ffmpeg(System):
+    """The floor: one `ffmpeg -c copy -f segment` per stream."""
+
+    def __init__(self, cams: list[Cam], work: Path) -> None:
+        super().__init__("ffmpeg -c copy -f segment", cams, work)
+        self.out = work / "ffmpeg"
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        self.out.mkdir()
+        log = (self.work / "ffmpeg.log").open("wb")
+        for cam in self.cams:
+            for stream in ("main", "sub"):
+                self.procs.append(subprocess.Popen(
+                    ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
+                     "-i", cam.url(stream), "-map", "0:v", "-c", "copy", "-f", "segment",
+                     "-segment_time", "60", "-reset_timestamps", "1",
+                     str(self.out / f"{cam.name}-{stream}-%03d.mp4")],
+                    stdout=subprocess.DEVNULL, stderr=log,
+                ))  # fmt: skip
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def finish(self) -> Figures:
+        self.figures.streams_up = sum(p.poll() is None for p in self.procs)
+        stop(self.procs, signal.SIGINT)  # ffmpeg finishes its file on SIGINT
+        self.figures.bytes_written = dir_bytes(self.out, (".mp4",))
+        return self.figures
 
 
 MOTION_CONF = """\
@@ -316,29 +374,41 @@ movie_filename {name}-%Y%m%d%H%M%S
 """
 
 
-def run_motion(cams: list[Cam], work: Path, warmup_s: float, seconds: float) -> Figures:
-    figures = Figures("motion (passthrough)", len(cams))
-    target = work / "motion"
-    target.mkdir()
-    conf = work / "motion.conf"
-    text = MOTION_CONF.format(log=work / "motion.log", target=target)
-    for i, cam in enumerate(cams, start=1):
-        cam_conf = work / f"motion-{cam.name}.conf"
-        cam_conf.write_text(CAMERA_CONF.format(id=i, name=cam.name, sub=cam.url("sub"),
-                                               main=cam.url("main")))  # fmt: skip
-        text += f"camera {cam_conf}\n"
-    conf.write_text(text)
-    proc = subprocess.Popen(["motion", "-n", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=(work / "motion.stderr").open("wb"))  # fmt: skip
-    try:
-        measure(figures, lambda: tree_pids(proc.pid), warmup_s, seconds)
-        figures.streams_up = len(cams) if proc.poll() is None else 0
-    finally:
-        stop([proc])
-    figures.bytes_written = dir_bytes(target, (".mp4", ".mkv"))
-    if figures.bytes_written == 0:
-        figures.notes.append("motion wrote no movie (see motion.log)")
-    return figures
+class Motion(System):
+    """Debian's `motion`: sub decoded for detection, main recorded with passthrough."""
+
+    def __init__(self, cams: list[Cam], work: Path) -> None:
+        super().__init__("motion (passthrough)", cams, work)
+        self.target = work / "motion"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.target.mkdir()
+        conf = self.work / "motion.conf"
+        text = MOTION_CONF.format(log=self.work / "motion.log", target=self.target)
+        for i, cam in enumerate(self.cams, start=1):
+            cam_conf = self.work / f"motion-{cam.name}.conf"
+            cam_conf.write_text(CAMERA_CONF.format(id=i, name=cam.name, sub=cam.url("sub"),
+                                                   main=cam.url("main")))  # fmt: skip
+            text += f"camera {cam_conf}\n"
+        conf.write_text(text)
+        self.proc = subprocess.Popen(
+            ["motion", "-n", "-c", str(conf)], stdout=subprocess.DEVNULL,
+            stderr=(self.work / "motion.stderr").open("wb"),
+        )  # fmt: skip
+
+    def pids(self) -> list[int]:
+        return tree_pids(self.proc.pid) if self.proc else []
+
+    def finish(self) -> Figures:
+        assert self.proc is not None
+        figures = self.figures
+        figures.streams_up = len(self.cams) if self.proc.poll() is None else 0
+        stop([self.proc])
+        figures.bytes_written = dir_bytes(self.target, (".mp4", ".mkv"))
+        if figures.bytes_written == 0:
+            figures.notes.append("motion wrote no movie (see motion.log)")
+        return figures
 
 
 # --- report ------------------------------------------------------------------------------
@@ -375,37 +445,59 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default="recorder,recorder-motion,ffmpeg,motion",
                         help="comma-separated subset of recorder,recorder-motion,ffmpeg,motion")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--sequential", action="store_true",
+                        help="run the systems one after another instead of side by side")
+    parser.add_argument("--aligned-frames", action="store_true",
+                        help="the simulator sends every camera's frames at the same instants "
+                             "(a worst case; by default each camera has its own phase)")
     args = parser.parse_args(argv)
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    runners: dict[str, Callable[[list[Cam], Path, float, float], Figures]] = {
-        "recorder": run_recorder,
-        "recorder-motion": lambda *a: run_recorder(*a, motion=True),
-        "ffmpeg": run_ffmpeg,
-        "motion": run_motion,
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    makers: dict[str, Callable[[list[Cam], Path], System]] = {
+        "recorder": Recorder,
+        "recorder-motion": lambda cams, work: Recorder(cams, work, motion=True),
+        "ffmpeg": Ffmpeg,
+        "motion": Motion,
     }
-    unknown = set(systems) - set(runners)
+    unknown = set(names) - set(makers)
     if unknown:
         parser.error(f"--systems: unknown {sorted(unknown)}")
 
     work = Path(tempfile.mkdtemp(prefix="dozor-bench-recording-"))
-    print(f"bench.recording: {args.cameras} cameras (main 1080p + sub 360p), "
-          f"{args.seconds:g} s window after {args.warmup_s:g} s warm-up; work dir {work}",
+    phases = "aligned frames" if args.aligned_frames else "each camera at its own frame phase"
+    print(f"bench.recording: {args.cameras} cameras (main 1080p + sub 360p, {phases}), "
+          f"{args.seconds:g} s window after {args.warmup_s:g} s warm-up, systems run "
+          f"{'one after another' if args.sequential else 'side by side'}; work dir {work}",
           flush=True)  # fmt: skip
-    sim, cams = start_simulator(args.cameras, work / "camsim.log")
-    results: list[Figures] = []
+    sim, cams = start_simulator(
+        args.cameras, work / "camsim.log", aligned_frames=args.aligned_frames
+    )
+    systems = [makers[name](cams, work) for name in names]
+    batches = [[s] for s in systems] if args.sequential else [systems]
     sim_cpu = []
     try:
-        for name in systems:
+        for batch in batches:
             s0, t0 = cpu_s([sim.pid]), time.monotonic()
-            figures = runners[name](cams, work, args.warmup_s, args.seconds)
+            try:
+                for system in batch:
+                    system.start()
+                deadline = time.monotonic() + READY_TIMEOUT_S
+                for system in batch:
+                    system.wait_ready(deadline)
+                measure(batch, args.warmup_s, args.seconds)
+            finally:
+                for system in batch:
+                    if system.pids():
+                        system.finish()
             sim_cpu.append(100 * (cpu_s([sim.pid]) - s0) / (time.monotonic() - t0))
-            results.append(figures)
-            print(f"  {name}: {figures.cpu_pct_core_per_camera:.3f} % of a core per camera",
-                  flush=True)  # fmt: skip
+            for system in batch:
+                f = system.figures
+                print(f"  {f.system}: {f.cpu_pct_core_per_camera:.3f} % of a core per camera",
+                      flush=True)  # fmt: skip
     finally:
         stop([sim])
         if not args.keep:
             subprocess.run(["rm", "-rf", str(work)], check=False)
+    results = [s.figures for s in systems]
     floor = next((f for f in results if f.system.startswith("ffmpeg")), None)
     print()
     print(table(results, floor))
@@ -418,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         "bench": "recording",
         "cameras": args.cameras,
         "seconds": args.seconds,
+        "aligned_frames": args.aligned_frames,
+        "side_by_side": not args.sequential,
         "results": [asdict(f) for f in results],
     }
     if rec and floor and floor.cpu_pct_core_per_camera:
