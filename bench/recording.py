@@ -18,8 +18,8 @@ at its own phase within the frame interval, as free-running cameras do, unless
 By default the systems run side by side and are measured over the same window: this machine
 is shared, and load from elsewhere then weighs on every system alike, so the ratios hold even
 when the absolute figures move (run one after another, 30 % swings between runs were seen).
-Together they use well under half of one of the two cores at 8 cameras. `--sequential` runs
-them one after another instead.
+All four together use about two thirds of one of the two cores at 8 cameras. `--sequential`
+runs them one after another instead.
 
 For each: CPU over the measured window (utime + stime of every process, children included,
 from /proc/<pid>/stat) as % of one core per camera, peak RSS (VmHWM), bytes written; for the
