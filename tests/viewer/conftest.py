@@ -155,6 +155,16 @@ class Browser:
         return resp
 
 
+async def log_in(page: Any, base_url: str, username: str = "officer",
+                 password: str = TEST_PASSWORD) -> None:
+    """Through the real login form in a Playwright page; returns on the start page."""
+    await page.goto(base_url + "/login")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(base_url + "/")
+
+
 @pytest.fixture
 async def browser_factory() -> AsyncIterator[Callable[[RunningViewer], Browser]]:
     made: list[Browser] = []

@@ -40,7 +40,7 @@ from tests.fixtures.camsim import SimCam, running_camsim
 from tests.fixtures.mosquitto import Credentials, MosquittoBroker
 from viewer.accounts import Role
 
-from .conftest import TEST_PASSWORD
+from .conftest import log_in
 from .e2e_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -194,11 +194,7 @@ async def officer(rig: SiteRig, start_viewer: Any) -> AsyncIterator[Officer]:
                 errors: list[str] = []
                 page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
                 page.on("pageerror", lambda e: errors.append(str(e)))
-                await page.goto(viewer.url + "/login")
-                await page.fill("input[name=username]", "officer")
-                await page.fill("input[name=password]", TEST_PASSWORD)
-                await page.click("button[type=submit]")
-                await page.wait_for_url(viewer.url + "/")
+                await log_in(page, viewer.url)
                 await page.wait_for_selector("#link-state[data-state=online]")
                 await page.evaluate(PROBES_JS)
                 yield Officer(page, link, errors)

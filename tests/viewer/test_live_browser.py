@@ -32,7 +32,7 @@ from recorder.live import LiveController
 from recorder.stream_types import StreamInfo
 from tests.fixtures.mosquitto import MosquittoBroker
 from tests.recorder.test_live import make_clip
-from tests.viewer.conftest import TEST_PASSWORD
+from tests.viewer.conftest import log_in
 from viewer.accounts import Role
 from viewer.live import LiveHub, add_live_routes
 
@@ -120,11 +120,7 @@ async def test_live_view_plays_on_the_viewer_wall_page(
             viewer = await start_viewer(link=link)
             viewer.add_user("officer", Role.DUTY_OFFICER)
             page = browser_page
-            await page.goto(viewer.url + "/login")
-            await page.fill("input[name=username]", "officer")
-            await page.fill("input[name=password]", TEST_PASSWORD)
-            await page.click("button[type=submit]")
-            await page.wait_for_url(viewer.url + "/")
+            await log_in(page, viewer.url)
             await page.evaluate(
                 "([site, camera]) => { document.getElementById('live-dialog').showModal();"
                 " window.livePlayer = DozorLive.open(document.getElementById('live-player'),"

@@ -30,7 +30,7 @@ from police_link.site_client import SiteLink
 from police_link.viewer_client import ViewerLink
 from viewer.accounts import Role
 
-from .conftest import TEST_PASSWORD
+from .conftest import log_in
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -126,10 +126,7 @@ async def test_duty_officer_screen(
             page.on("pageerror", lambda e: errors.append(str(e)))
 
             # log in, see the grid of both sites
-            await page.goto(viewer.url + "/login")
-            await page.fill("input[name=username]", "officer")
-            await page.fill("input[name=password]", TEST_PASSWORD)
-            await page.click("button[type=submit]")
+            await log_in(page, viewer.url)
             await page.wait_for_selector(".tile[data-site=site-a][data-camera=gate]")
             await page.wait_for_selector(".tile[data-site=site-b][data-camera=porch]")
             await page.wait_for_selector("#link-state[data-state=online]")
