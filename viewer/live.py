@@ -91,6 +91,7 @@ class LiveFeed:
         self.last_seq: int | None = None
         self.bytes_received = 0
         self._renewer: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def _args(self) -> dict[str, Any]:
         args: dict[str, Any] = {"camera": self.key.camera, "stream": self.key.stream,
@@ -108,7 +109,11 @@ class LiveFeed:
 
     async def _renew_loop(self) -> None:
         # Renew at a third of the TTL: two renewals may be lost before the site gives up.
-        while True:
+        # The flag ends the loop, not only stop()'s cancel: on Python 3.11 asyncio.wait_for
+        # (in ViewerLink.request) drops a cancellation that arrives in the same loop turn as
+        # the reply (CPython gh-86296), and the loop went on renewing the view for ever while
+        # stop(), and with it the browser's WebSocket handler, waited for it.
+        while not self._stopped:
             await asyncio.sleep(self.ttl_s / 3)
             try:
                 await self._request(self.key.site, "live.renew", self._args(), REQUEST_TIMEOUT_S)
@@ -116,6 +121,7 @@ class LiveFeed:
                 log.warning("viewer: %s: live renewal failed: %s", self.key, err)
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -306,7 +312,8 @@ async def _pump(ws: web.WebSocketResponse, watcher: Watcher) -> None:
     while not ws.closed:
         timeout = max(0.0, window_start + STATS_INTERVAL_S - time.monotonic())
         try:
-            item = await asyncio.wait_for(watcher.queue.get(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it may drop a cancel (above)
+                item = await watcher.queue.get()
         except TimeoutError:
             item = None
         if isinstance(item, bytes):
