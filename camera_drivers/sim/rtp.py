@@ -93,48 +93,6 @@ def packetize(
     return payloads
 
 
-class Depacketizer:
-    """Reassembles NAL units from RTP payloads (single NAL units, FU-A / FU, STAP-A, AP)."""
-
-    def __init__(self, codec: str) -> None:
-        if codec not in ("h264", "h265"):
-            raise ValueError(f"unsupported codec {codec!r} (h264 or h265)")
-        self.codec = codec
-        self._fu: bytearray | None = None
-
-    def push(self, payload: bytes) -> list[bytes]:
-        """NAL units completed by this payload."""
-        if self.codec == "h264":
-            kind, header_len = payload[0] & 0x1F, 1
-            fu_kind, ap_kind = H264_FU_A, 24
-        else:
-            kind, header_len = (payload[0] >> 1) & 0x3F, 2
-            fu_kind, ap_kind = H265_FU, 48
-        if kind == fu_kind:
-            fu_header = payload[header_len]
-            if fu_header & 0x80:
-                if self.codec == "h264":
-                    head = bytes([(payload[0] & 0xE0) | (fu_header & 0x1F)])
-                else:
-                    head = bytes([(payload[0] & 0x81) | ((fu_header & 0x3F) << 1), payload[1]])
-                self._fu = bytearray(head)
-            if self._fu is None:
-                return []  # lost the start of this NAL
-            self._fu += payload[header_len + 1 :]
-            if fu_header & 0x40:
-                nal, self._fu = bytes(self._fu), None
-                return [nal]
-            return []
-        if kind == ap_kind:
-            nals, pos = [], header_len
-            while pos + 2 <= len(payload):
-                (size,) = struct.unpack_from(">H", payload, pos)
-                nals.append(bytes(payload[pos + 2 : pos + 2 + size]))
-                pos += 2 + size
-            return nals
-        return [bytes(payload)]
-
-
 @dataclass(frozen=True)
 class RtpPacket:
     channel: int

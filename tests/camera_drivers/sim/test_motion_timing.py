@@ -12,10 +12,10 @@ import av
 import cv2
 import numpy as np
 
+from camera_drivers.rtsp.depacketize import Depacketizer
 from camera_drivers.sim.camera import SimCamera
 from camera_drivers.sim.fleet import FleetConfig, snapshot_source, start_fleet
 from camera_drivers.sim.render import renderer_for
-from camera_drivers.sim.rtp import Depacketizer, parse_rtp
 from camera_drivers.sim.rtsp_client import RawRtspClient
 from camera_drivers.sim.scene import MovingObject, SceneSpec
 
@@ -65,36 +65,30 @@ async def test_streamed_frames_show_the_object_exactly_at_their_rtp_time():
         camera = fleet.cameras[0]
         renderer = renderer_for(SCENE, 640, 360)
         decoder = av.CodecContext.create("h264", "r")
-        depacketizer = Depacketizer("h264")
+        depacketizer = Depacketizer("h264", 96)
         seen: dict[bool, int] = {True: 0, False: 0}
         async with RawRtspClient(camera.rtsp_url("sub"), camera.user, camera.password) as c:
             await c.start()
-            au: list[bytes] = []
             deadline = time.monotonic() + 3.0
             while time.monotonic() < deadline:
                 channel, data = await c.read_interleaved(timeout_s=3)
                 if channel != 0:
                     continue
-                packet = parse_rtp(channel, data)
-                au += depacketizer.push(packet.payload)
-                if not packet.marker:
-                    continue
-                stream_data = b"".join(b"\x00\x00\x00\x01" + nal for nal in au)
-                au = []
-                # One packet per access unit (a parser would hold each back until the next).
-                frames = decoder.decode(av.Packet(stream_data))
-                frame_number = packet.timestamp * SCENE.fps // 90_000
-                loop_time_s = (frame_number % SCENE.frame_count) / SCENE.fps
-                expected = 8.0 <= loop_time_s < 12.0
-                for frame in frames:
-                    gray = frame.to_ndarray(format="gray")
-                    boxes = renderer.object_boxes_px(frame_number)
-                    probe = boxes[0] if boxes else (300, 200, 340, 240)
-                    if expected:  # lossy coding smears the box edges a little
-                        assert _dark_fraction(gray, probe) > 0.6, loop_time_s
-                    else:
-                        assert (gray < 60).mean() < 0.001, loop_time_s
-                    seen[expected] += 1
+                for unit in depacketizer.push(data):
+                    # One packet per access unit (a parser would hold each back until the next).
+                    frames = decoder.decode(av.Packet(bytes(unit.data)))
+                    frame_number = unit.timestamp * SCENE.fps // 90_000
+                    loop_time_s = (frame_number % SCENE.frame_count) / SCENE.fps
+                    expected = 8.0 <= loop_time_s < 12.0
+                    for frame in frames:
+                        gray = frame.to_ndarray(format="gray")
+                        boxes = renderer.object_boxes_px(frame_number)
+                        probe = boxes[0] if boxes else (300, 200, 340, 240)
+                        if expected:  # lossy coding smears the box edges a little
+                            assert _dark_fraction(gray, probe) > 0.6, loop_time_s
+                        else:
+                            assert (gray < 60).mean() < 0.001, loop_time_s
+                        seen[expected] += 1
         assert seen[True] >= 10 and seen[False] >= 5, seen
     finally:
         await fleet.close()

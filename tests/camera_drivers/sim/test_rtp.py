@@ -1,4 +1,5 @@
-"""RTP packetization: FU-A / H.265 FU fragments reassemble to the original NAL units."""
+"""RTP packetization: FU-A / H.265 FU fragments reassemble to the original NAL units (read
+back by Dozor's own depacketizer, an independent implementation)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import struct
 
 import pytest
 
+from camera_drivers.rtsp.depacketize import Depacketizer
 from camera_drivers.sim.errors import BitstreamError
 from camera_drivers.sim.rtp import (
     INTERLEAVE_HEADER_BYTES,
-    Depacketizer,
     PacketizedFrame,
     fragment_nal,
     packetize,
@@ -22,6 +23,18 @@ H264_IDR = bytes([0x65]) + os.urandom(5000)
 H264_SPS = bytes([0x67, 0x64, 0x00, 0x28]) + os.urandom(20)
 H265_IDR = bytes([0x26, 0x01]) + os.urandom(4000)  # type 19 (IDR_W_RADL)
 H265_VPS = bytes([0x40, 0x01]) + os.urandom(20)
+
+
+def split_interleaved(data: bytes) -> list[tuple[int, bytes]]:
+    """(channel, RTP packet) of each interleaved frame ('$', channel, 16-bit length, packet)."""
+    packets, pos = [], 0
+    while pos < len(data):
+        assert data[pos] == 0x24
+        channel, size = struct.unpack_from(">BH", data, pos + 1)
+        pos += INTERLEAVE_HEADER_BYTES
+        packets.append((channel, data[pos : pos + size]))
+        pos += size
+    return packets
 
 
 def test_split_annexb_handles_3_and_4_byte_start_codes():
@@ -45,9 +58,11 @@ def test_fragments_reassemble_to_the_original_nals(codec, nals):
     payloads = packetize(codec, nals, max_payload_bytes=1000)
     assert len(payloads) > 5
     assert all(len(p) <= 1000 for p in payloads)
-    depacketizer = Depacketizer(codec)
-    out = [nal for p in payloads for nal in depacketizer.push(p)]
-    assert out == nals
+    data = PacketizedFrame(payloads, 96, keyframe=True).stamp(first_seq=7, timestamp=9, ssrc=1)
+    depacketizer = Depacketizer("hevc" if codec == "h265" else codec, 96)
+    (unit,) = [u for _, packet in split_interleaved(data) for u in depacketizer.push(packet)]
+    assert unit.data == b"".join(b"\x00\x00\x00\x01" + nal for nal in nals)
+    assert unit.is_keyframe and not unit.damaged
 
 
 def test_h264_fu_a_headers_carry_start_end_and_type():
@@ -68,12 +83,7 @@ def test_packetized_frame_stamps_sequence_timestamp_ssrc_and_marker():
     payloads = packetize("h264", [H264_SPS, H264_IDR])
     frame = PacketizedFrame(payloads, 96, keyframe=True)
     data = frame.stamp(first_seq=65534, timestamp=2**32 + 5, ssrc=0xDEADBEEF, channel=2)
-    packets, pos = [], 0
-    while pos < len(data):
-        assert data[pos] == 0x24
-        channel, size = struct.unpack_from(">BH", data, pos + 1)
-        packets.append(parse_rtp(channel, data[pos + INTERLEAVE_HEADER_BYTES : pos + 4 + size]))
-        pos += INTERLEAVE_HEADER_BYTES + size
+    packets = [parse_rtp(channel, packet) for channel, packet in split_interleaved(data)]
     assert [p.seq for p in packets] == [(65534 + i) & 0xFFFF for i in range(len(payloads))]
     assert {p.timestamp for p in packets} == {5}
     assert {p.ssrc for p in packets} == {0xDEADBEEF}
