@@ -1,0 +1,461 @@
+"""One RTSP session over TCP playing one video track, read on the calling thread.
+
+Why Dozor has its own client (docs/ingest.md, "Dozor's RTSP client"): FFmpeg's RTSP/TCP
+reader makes a `poll` and a `recv` for the `$`, for the channel and length, and for each RTP
+packet, three pairs of system calls per packet; that alone cost as much CPU as ffmpeg's whole
+remux. This client reads whatever the socket holds (usually a whole frame) with one
+`recv_into`, and splits the interleaved frames in place.
+
+The session is blocking and single-threaded on purpose: the recorder runs one ingest thread
+per stream, and a socket timeout is a read timeout that really fires. Requests sent while
+playing (keep-alives) are answered in the interleaved byte stream; their responses are
+skipped there.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from camera_drivers.rtsp.depacketize import AccessUnit, Depacketizer
+from camera_drivers.rtsp.errors import (
+    RtspAuthError,
+    RtspConnectionError,
+    RtspEndOfStream,
+    RtspProtocolError,
+    RtspStatusError,
+    RtspTimeout,
+    RtspUnsupported,
+)
+from camera_drivers.rtsp.sdp import VideoMedia, parse_sdp
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "Dozor"
+DEFAULT_PORT = 554
+RECV_BUFFER_BYTES = 256 * 1024  # > one interleaved frame (at most 4 + 65535 bytes)
+MAX_HEADER_BYTES = 16 * 1024  # an RTSP response head longer than this is not RTSP
+DEFAULT_SESSION_TIMEOUT_S = 60.0  # RFC 2326 12.37, when the Session header names none
+_AUTH_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
+_INTERLEAVED = re.compile(r"interleaved\s*=\s*(\d+)(?:-(\d+))?", re.IGNORECASE)
+_METHOD_START = re.compile(rb"[A-Z_]{3,20} ")  # a request from the server (rare)
+
+
+@dataclass(frozen=True)
+class RtspResponse:
+    status: int
+    reason: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+@dataclass(frozen=True)
+class SessionCounters:
+    """What a session has read, for health and tests."""
+
+    bytes_received: int
+    rtp_packets: int
+    rtcp_packets: int
+    lost_packets: int
+    skipped_bytes: int  # bytes outside any interleaved frame or RTSP message (resyncs)
+    keepalives_sent: int
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """(URL without user:password@, user, password), percent-decoded."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None, None
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    password = unquote(parts.password) if parts.password is not None else None
+    return clean, unquote(parts.username), password
+
+
+class _Auth:
+    """HTTP Basic or Digest (RFC 2617, MD5, with or without qop=auth) for RTSP requests."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user = user
+        self.password = password
+        self.scheme: str | None = None
+        self.params: dict[str, str] = {}
+        self.nonce_count = 0
+
+    def challenge(self, headers: list[str]) -> bool:
+        """Take the strongest challenge offered; False if none can be answered."""
+        digest = [h for h in headers if h.lower().startswith("digest")]
+        basic = [h for h in headers if h.lower().startswith("basic")]
+        if digest:
+            self.scheme = "digest"
+            text = digest[0][len("digest") :]
+            self.params = {m[0].lower(): m[1] or m[2] for m in _AUTH_PARAM.findall(text)}
+            algorithm = self.params.get("algorithm", "MD5").upper()
+            if algorithm != "MD5":
+                return False
+            self.nonce_count = 0
+            return True
+        if basic:
+            self.scheme = "basic"
+            return True
+        return False
+
+    def header(self, method: str, uri: str) -> str | None:
+        if self.scheme == "basic":
+            token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode("ascii")
+            return f"Basic {token}"
+        if self.scheme != "digest":
+            return None
+        p = self.params
+        realm, nonce = p.get("realm", ""), p.get("nonce", "")
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()  # RFC 2617 digest is MD5
+
+        ha1 = md5(f"{self.user}:{realm}:{self.password}")
+        ha2 = md5(f"{method}:{uri}")
+        fields = [
+            f'username="{self.user}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"',
+        ]  # fmt: skip
+        qops = [q.strip() for q in p.get("qop", "").split(",") if q.strip()]
+        if "auth" in qops:
+            self.nonce_count += 1
+            nc = f"{self.nonce_count:08x}"
+            cnonce = os.urandom(8).hex()
+            response = md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
+            fields += ["qop=auth", f"nc={nc}", f'cnonce="{cnonce}"']
+        else:
+            response = md5(f"{ha1}:{nonce}:{ha2}")
+        fields.append(f'response="{response}"')
+        if "opaque" in p:
+            fields.append(f'opaque="{p["opaque"]}"')
+        return "Digest " + ", ".join(fields)
+
+
+class RtspSession:
+    """`open()` (OPTIONS, DESCRIBE, SETUP, PLAY), then `access_units()`, then `close()`.
+
+    `url` may carry user:password@; explicit arguments win. `read_timeout_s` bounds every
+    wait for data, and also ends the stream when no video arrives for that long while the
+    connection stays busy with other traffic (RTCP reports of a camera whose video froze).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
+    ) -> None:
+        clean, url_user, url_password = split_credentials(url)
+        parts = urlsplit(clean)
+        if parts.scheme == "rtsps":
+            raise RtspUnsupported("rtsps (RTSP over TLS) is read through FFmpeg")
+        if parts.scheme != "rtsp" or not parts.hostname:
+            raise RtspProtocolError(f"not an rtsp:// URL: {clean!r}")
+        self.url = clean
+        self.host = parts.hostname
+        self.port = parts.port or DEFAULT_PORT
+        user = user if user is not None else url_user
+        password = password if password is not None else url_password
+        self._auth = _Auth(user, password or "") if user is not None else None
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.media: VideoMedia | None = None
+        self._sock: socket.socket | None = None
+        self._cseq = 0
+        self._session_id: str | None = None
+        self._keepalive_s = DEFAULT_SESSION_TIMEOUT_S / 2
+        self._keepalive_method = "OPTIONS"
+        self._channel = 0
+        self._buf = bytearray(RECV_BUFFER_BYTES)
+        self._start = 0  # parsed up to here
+        self._end = 0  # received up to here
+        self._depacketizer: Depacketizer | None = None
+        self._bytes = 0
+        self._rtp = 0
+        self._rtcp = 0
+        self._skipped = 0
+        self._keepalives = 0
+
+    # --- set-up ------------------------------------------------------------------------
+
+    def open(self) -> VideoMedia:
+        """Connect and start playing the first H.264/H.265 video track."""
+        try:
+            self._sock = socket.create_connection((self.host, self.port), self.open_timeout_s)
+        except TimeoutError as err:
+            raise RtspTimeout(f"{self.url}: no TCP connection in {self.open_timeout_s} s") from err
+        except OSError as err:
+            raise RtspConnectionError(f"{self.url}: cannot connect: {err}") from err
+        self._sock.settimeout(self.open_timeout_s)
+        options = self.request("OPTIONS", self.url)
+        public = options.headers.get("public", "") if options.status == 200 else ""
+        if "GET_PARAMETER" in public.upper():
+            self._keepalive_method = "GET_PARAMETER"
+        describe = self._expect("DESCRIBE", self.url, {"Accept": "application/sdp"})
+        base = (
+            describe.headers.get("content-base")
+            or describe.headers.get("content-location")
+            or self.url
+        )
+        media = parse_sdp(describe.body.decode("utf-8", "replace"), base)
+        setup = self._expect(
+            "SETUP", media.control_url, {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"}
+        )
+        self._take_session(setup.headers.get("session", ""))
+        match = _INTERLEAVED.search(setup.headers.get("transport", ""))
+        if setup.headers.get("transport") and "tcp" not in setup.headers["transport"].lower():
+            raise RtspUnsupported(f"{self.url}: the camera refused RTP over TCP")
+        self._channel = int(match.group(1)) if match else 0
+        # aggregate control: PLAY the session (Content-Base), which every camera accepts
+        self._expect("PLAY", base, {"Range": "npt=0.000-"})
+        self.media = media
+        self._depacketizer = Depacketizer(media.codec, media.payload_type)
+        self._sock.settimeout(self.read_timeout_s)
+        return media
+
+    def _take_session(self, header: str) -> None:
+        if not header:
+            raise RtspProtocolError(f"{self.url}: SETUP answer has no Session header")
+        parts = [p.strip() for p in header.split(";")]
+        self._session_id = parts[0]
+        for part in parts[1:]:
+            name, _, value = part.partition("=")
+            if name.strip().lower() == "timeout":
+                with contextlib.suppress(ValueError):  # a bad timeout keeps the default
+                    self._keepalive_s = max(1.0, float(value) / 2)
+
+    def _expect(self, method: str, url: str, headers: dict[str, str]) -> RtspResponse:
+        resp = self.request(method, url, headers)
+        if resp.status != 200:
+            raise RtspStatusError(
+                f"{self.url}: {method} answered {resp.status} {resp.reason}", resp.status
+            )
+        return resp
+
+    def request(
+        self, method: str, url: str, headers: dict[str, str] | None = None
+    ) -> RtspResponse:
+        """Send a request and read its response (answering one auth challenge)."""
+        resp = self._send_and_read(method, url, headers or {})
+        if resp.status == 401:
+            auth = self._auth
+            offered = [v for v in resp.headers.get("www-authenticate", "").split("\n") if v]
+            if auth is None:
+                raise RtspAuthError(f"{self.url}: {method} needs credentials (401)", 401)
+            if auth.scheme is not None and "stale=true" not in " ".join(offered).lower():
+                raise RtspAuthError(f"{self.url}: {method}: user or password rejected", 401)
+            if not auth.challenge(offered):
+                raise RtspUnsupported(f"{self.url}: unsupported authentication {offered!r}")
+            resp = self._send_and_read(method, url, headers or {})
+            if resp.status == 401:
+                raise RtspAuthError(f"{self.url}: {method}: user or password rejected", 401)
+        return resp
+
+    def _send_and_read(self, method: str, url: str, headers: dict[str, str]) -> RtspResponse:
+        self._send(method, url, headers)
+        return self._next_response()
+
+    def _send(self, method: str, url: str, headers: dict[str, str]) -> None:
+        assert self._sock is not None
+        self._cseq += 1
+        lines = [f"{method} {url} RTSP/1.0", f"CSeq: {self._cseq}", f"User-Agent: {USER_AGENT}"]
+        if self._session_id:
+            lines.append(f"Session: {self._session_id}")
+        if self._auth is not None:
+            value = self._auth.header(method, url)
+            if value:
+                lines.append(f"Authorization: {value}")
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        try:
+            self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        except TimeoutError as err:
+            raise RtspTimeout(f"{self.url}: {method} could not be sent in time") from err
+        except OSError as err:
+            raise RtspConnectionError(f"{self.url}: {method} failed: {err}") from err
+
+    # --- the stream ----------------------------------------------------------------------
+
+    def access_units(self) -> Iterator[AccessUnit]:
+        """Video access units until the camera closes the connection (RtspEndOfStream),
+        it breaks (RtspConnectionError) or stalls (RtspTimeout). A bad RTP packet raises
+        RtspProtocolError; an unsupported packetization RtspUnsupported."""
+        sock = self._sock
+        depacketizer = self._depacketizer
+        assert sock is not None and depacketizer is not None, "open() first"
+        buf = self._buf
+        view = memoryview(buf)
+        channel = self._channel
+        push = depacketizer.push
+        monotonic = time.monotonic
+        read_timeout_s = self.read_timeout_s
+        last_video = next_keepalive = monotonic()
+        next_keepalive += self._keepalive_s
+        try:
+            while True:
+                start, end = self._start, self._end
+                while end - start >= 4:
+                    if buf[start] != 0x24:  # "$": an answer to a keep-alive, or junk
+                        self._start = start
+                        if not self._take_message():
+                            break  # an incomplete RTSP message: read more
+                        start, end = self._start, self._end
+                        continue
+                    size = (buf[start + 2] << 8) | buf[start + 3]
+                    stop = start + 4 + size
+                    if stop > end:
+                        break
+                    frame_channel = buf[start + 1]
+                    if frame_channel == channel:
+                        self._rtp += 1
+                        units = push(view[start + 4 : stop])
+                        if units:
+                            self._start = stop
+                            last_video = monotonic()
+                            yield from units
+                    elif frame_channel == channel + 1:
+                        self._rtcp += 1
+                    start = stop
+                self._start = start
+                now = monotonic()
+                if now - last_video > read_timeout_s:
+                    raise RtspTimeout(f"{self.url}: no video for {read_timeout_s:g} s")
+                if now >= next_keepalive:
+                    self._send(self._keepalive_method, self.url, {})
+                    self._keepalives += 1
+                    next_keepalive = now + self._keepalive_s
+                self._fill()
+        finally:
+            view.release()
+
+    def _fill(self) -> None:
+        """Receive more bytes (compacting the buffer first); raises on EOF or timeout."""
+        assert self._sock is not None
+        buf = self._buf
+        start, end = self._start, self._end
+        if start:
+            if end > start:
+                buf[: end - start] = buf[start:end]
+            self._end = end = end - start
+            self._start = 0
+        if end == len(buf):
+            raise RtspProtocolError(f"{self.url}: a message larger than {len(buf)} bytes")
+        try:
+            with memoryview(buf) as view:
+                n = self._sock.recv_into(view[end:])
+        except TimeoutError as err:
+            raise RtspTimeout(f"{self.url}: no data for {self._sock.gettimeout():g} s") from err
+        except OSError as err:
+            raise RtspConnectionError(f"{self.url}: connection lost: {err}") from err
+        if not n:
+            raise RtspEndOfStream(f"{self.url}: the camera closed the connection")
+        self._end = end + n
+        self._bytes += n
+
+    def _next_response(self) -> RtspResponse:
+        """Read until a whole RTSP response is at hand; media before it is skipped."""
+        buf = self._buf
+        while True:
+            start, end = self._start, self._end
+            if end - start >= 4 and buf[start] == 0x24:
+                size = (buf[start + 2] << 8) | buf[start + 3]
+                if end - start >= 4 + size:
+                    self._start = start + 4 + size
+                    continue
+            elif end > start:
+                taken = self._take_message()
+                if isinstance(taken, RtspResponse):
+                    return taken
+                if taken:
+                    continue
+            self._fill()
+
+    def _take_message(self) -> RtspResponse | bool:
+        """At a byte that is not "$": consume one whole RTSP message, or junk up to the next
+        "$". The response if it was one; True if something else was consumed; False if
+        more bytes are needed."""
+        buf = self._buf
+        start, end = self._start, self._end
+        if end - start < 5:
+            return False
+        if buf[start : start + 5] != b"RTSP/" and not _METHOD_START.match(buf, start):
+            skip = buf.find(b"$", start + 1, end)
+            skip = end if skip < 0 else skip
+            self._skipped += skip - start
+            self._start = skip
+            return True
+        head_end = buf.find(b"\r\n\r\n", start, end)
+        if head_end < 0:
+            if end - start > MAX_HEADER_BYTES:
+                raise RtspProtocolError(f"{self.url}: an RTSP header without an end")
+            return False
+        head = bytes(buf[start:head_end])
+        resp = self._parse_head(head)
+        length = int(resp.headers.get("content-length", "0").split("\n")[0] or 0)
+        body_start = head_end + 4
+        if end - body_start < length:
+            return False
+        self._start = body_start + length
+        if not head.startswith(b"RTSP/"):
+            return True  # a request from the camera: not answered
+        body = bytes(buf[body_start : body_start + length])
+        return RtspResponse(resp.status, resp.reason, resp.headers, body)
+
+    def _parse_head(self, head: bytes) -> RtspResponse:
+        lines = head.decode("utf-8", "replace").split("\r\n")
+        first = lines[0].split(" ", 2)
+        status, reason = 0, ""
+        if lines[0].startswith("RTSP/"):
+            if len(first) < 2 or not first[1].isdigit():
+                raise RtspProtocolError(f"{self.url}: bad status line {lines[0][:80]!r}")
+            status, reason = int(first[1]), first[2] if len(first) > 2 else ""
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                continue
+            key = name.strip().lower()
+            value = value.strip()
+            headers[key] = f"{headers[key]}\n{value}" if key in headers else value
+        length = headers.get("content-length", "0").split("\n")[0]
+        if not length.strip().isdigit():
+            raise RtspProtocolError(f"{self.url}: bad Content-Length {length!r}")
+        return RtspResponse(status, reason, headers, b"")
+
+    # --- the end -------------------------------------------------------------------------
+
+    def counters(self) -> SessionCounters:
+        lost = self._depacketizer.lost_packets if self._depacketizer else 0
+        return SessionCounters(self._bytes, self._rtp, self._rtcp, lost, self._skipped,
+                               self._keepalives)  # fmt: skip
+
+    def close(self) -> None:
+        """TEARDOWN (best effort, not waited for) and close the socket."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        try:
+            if self._session_id:
+                sock.settimeout(0.5)
+                self._sock = sock
+                self._send("TEARDOWN", self.url, {})
+        except Exception:  # the camera may be gone already: closing is what matters
+            pass
+        finally:
+            self._sock = None
+            sock.close()
