@@ -33,9 +33,10 @@ from recorder.backoff import Backoff
 from recorder.config import BrokerConfig, CameraConfig, SiteConfig
 from recorder.health import HealthRegistry, HealthServer, MetricSample, StreamHealth, StreamState
 from recorder.index import Index
-from recorder.ingest import IngestSettings, Opener, PyavOpener, StreamIngest
+from recorder.ingest import IngestSettings, Opener, StreamIngest
 from recorder.logging_setup import configure as configure_logging
 from recorder.logging_setup import context_logger
+from recorder.rtsp_source import make_opener
 from recorder.sdnotify import Notifier
 from recorder.storage.disk import DiskGuard
 from recorder.storage.flusher import Flusher
@@ -87,11 +88,7 @@ class Recorder:
         self.config = config
         self.options = options or DaemonOptions()
         ing = self.options.ingest
-        self._opener = opener or PyavOpener(
-            open_timeout_s=ing.open_timeout_s,
-            read_timeout_s=ing.read_timeout_s,
-            read_interrupt=ing.read_interrupt,
-        )
+        self._opener = opener or make_opener(ing)
         self._sink_factories = list(sink_factories)
         self._notifier = notifier or Notifier()
         self.site = config.site

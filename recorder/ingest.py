@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
 import av
@@ -42,6 +43,7 @@ __all__ = [
     "Source",
     "SourceError",
     "StreamIngest",
+    "redact",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,10 @@ log = logging.getLogger(__name__)
 class SourceError(RecorderError):
     """A stream could not be opened or read (unreachable, refused, timed out, bad data)."""
 
-    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+    def __init__(self, message: str, *, timed_out: bool = False, unsupported: bool = False) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+        self.unsupported = unsupported  # this opener cannot read the stream; another may
 
 
 # Why a run ended (runs.end_reason) and what the gap after it is called (gaps.reason),
@@ -71,7 +74,14 @@ class Source(Protocol):
     """An open stream: its video stream (the remux template) and its packets."""
 
     @property
-    def video(self) -> av.video.stream.VideoStream: ...
+    def video(self) -> av.video.stream.VideoStream:
+        """The remux template; valid once `packets()` has yielded a packet."""
+        ...
+
+    @property
+    def time_base(self) -> Fraction:
+        """The unit of the packets' timestamps."""
+        ...
 
     def packets(self) -> Iterator[av.Packet]:
         """Packets until the stream ends; raises SourceError on failure or timeout."""
@@ -106,6 +116,9 @@ class IngestSettings:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     read_interrupt: bool = False  # PyAV's per-read interrupt too (see PyavOpener)
+    # "dozor": Dozor's RTSP client, FFmpeg's for what it cannot read (recorder.rtsp_source);
+    # "ffmpeg": FFmpeg's for every stream
+    rtsp_client: str = "dozor"
 
 
 # --- PyAV ----------------------------------------------------------------------------------
@@ -123,6 +136,10 @@ class PyavSource:
     @property
     def video(self) -> av.video.stream.VideoStream:
         return self._video
+
+    @property
+    def time_base(self) -> Fraction:
+        return self._video.time_base or Fraction(1, 90000)
 
     def packets(self) -> Iterator[av.Packet]:
         try:
@@ -178,7 +195,7 @@ class PyavOpener:
         return self._open(url, options)
 
     def _open(self, url: str, options: dict[str, str]) -> PyavSource:
-        shown = _redact(url)
+        shown = redact(url)
         try:
             container = av.open(
                 url,
@@ -204,13 +221,13 @@ def _describe(err: BaseException) -> str:
     """The error without any password: FFmpeg's messages quote the whole URL."""
     if isinstance(err, av.error.ExitError):
         return "timed out (no data)"
-    return _redact(str(err) or type(err).__name__)
+    return redact(str(err) or type(err).__name__)
 
 
 _CREDENTIALS_RE = re.compile(r"(\w+://[^:/@\s'\"]+):[^@\s/'\"]*@")
 
 
-def _redact(text: str) -> str:
+def redact(text: str) -> str:
     """`text` with every URL's password replaced by ***, for logs and health."""
     return _CREDENTIALS_RE.sub(r"\1:***@", text)
 
@@ -401,8 +418,8 @@ class StreamIngest:
             codec=ctx.name,
             width=ctx.width,
             height=ctx.height,
-            time_base_num=video.time_base.numerator if video.time_base else 1,
-            time_base_den=video.time_base.denominator if video.time_base else 90000,
+            time_base_num=source.time_base.numerator,
+            time_base_den=source.time_base.denominator,
             run_start_wall=start_wall,
             av_stream=video,
         )

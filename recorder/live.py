@@ -262,10 +262,10 @@ class _FragmentMuxer:
         # A copy: the packet is shared with the other sinks, and muxing rewrites its stream,
         # time base and timestamps.
         copy = av.Packet(bytes(packet))
+        copy.stream = self._stream  # first: binding a stream may set the time base too
         copy.pts, copy.dts = packet.pts, packet.dts
         copy.time_base = packet.time_base
         copy.is_keyframe = packet.is_keyframe
-        copy.stream = self._stream
         self._pending.append(pending)
         try:
             self._out.mux(copy)
