@@ -32,9 +32,10 @@ def test_sample_computes_fps_and_bitrate_from_counter_deltas() -> None:
 def test_stall_is_noticed_and_cleared_and_logged_once(caplog) -> None:
     registry = HealthRegistry("s1", stall_after_s=3.0)
     h = registry.stream("gate", "sub")
-    h.set_state(StreamState.RECORDING)
-    h.last_packet_monotonic = 10.0
     with caplog.at_level(logging.INFO, logger="recorder.health"):
+        h.set_state(StreamState.RECORDING)
+        h.last_packet_monotonic = 10.0
+        caplog.clear()  # the state before the stall is not what is tested
         registry.sample(12.0)
         assert h.state == StreamState.RECORDING
         registry.sample(13.5)
