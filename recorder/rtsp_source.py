@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 START_CODE = b"\x00\x00\x00\x01"
 # a backward step shorter than this between two frames is reordering (B-frames), not a jump
 REORDER_WINDOW_S = 1.0
+# no keyframe (IDR / IRAP) this long: the camera starts its GOPs otherwise (recovery-point
+# SEI, plain I slices), which FFmpeg's parser recognises and ours does not
+FIRST_KEYFRAME_TIMEOUT_S = 20.0
 
 
 class RtspSource:
@@ -69,17 +73,22 @@ class RtspSource:
         reorder_ticks = int(REORDER_WINDOW_S * self._media.clock_rate_hz)
         last_rtp: int | None = None
         ts = 0
+        give_up_at = time.monotonic() + FIRST_KEYFRAME_TIMEOUT_S
         try:
             for unit in self._session.access_units():
                 if last_rtp is None:
-                    if not unit.is_keyframe:
-                        continue  # nothing before the first keyframe can be recorded
+                    if not unit.is_keyframe:  # nothing before it can be recorded
+                        if time.monotonic() > give_up_at:
+                            raise RtspUnsupported(
+                                f"no IDR/IRAP keyframe in {FIRST_KEYFRAME_TIMEOUT_S:g} s"
+                            )
+                        continue
                     self._make_template(unit.data)
                 else:
                     step = ((unit.timestamp - last_rtp + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-                    if -reorder_ticks < step < 0:
+                    if -reorder_ticks < step <= 0:
                         raise RtspUnsupported(
-                            "timestamps go backwards between frames (B-frames?)"
+                            "timestamps go backwards or repeat between frames (B-frames?)"
                         )
                     ts += step
                 last_rtp = unit.timestamp
@@ -103,10 +112,15 @@ class RtspSource:
         try:
             container = av.open(io.BytesIO(sets + bytes(keyframe)), "r", format=fmt)
         except (av.error.FFmpegError, OSError) as err:
-            raise SourceError(f"{self._url}: the first keyframe cannot be parsed: {err}") from err
+            raise SourceError(
+                f"{self._url}: the first keyframe cannot be parsed: {err}", unsupported=True
+            ) from err
         if not container.streams.video or not container.streams.video[0].codec_context.width:
             container.close()
-            raise SourceError(f"{self._url}: the first keyframe has no usable parameter sets")
+            raise SourceError(  # FFmpeg's reader may find them where ours did not
+                f"{self._url}: the first keyframe has no usable parameter sets",
+                unsupported=True,
+            )
         video = container.streams.video[0]
         # The raw demuxer counts in 1/1200000 s; the packets count in the RTP clock. Muxers
         # copy the template's time base (and PyAV gives it to a packet bound to the stream).

@@ -84,6 +84,11 @@ def split_credentials(url: str) -> tuple[str, str | None, str | None]:
     return clean, unquote(parts.username), password
 
 
+def _challenges(resp: RtspResponse) -> list[str]:
+    """The WWW-Authenticate headers of a 401 (several were joined with newlines)."""
+    return [v for v in resp.headers.get("www-authenticate", "").split("\n") if v]
+
+
 class _Auth:
     """HTTP Basic or Digest (RFC 2617, MD5, with or without qop=auth) for RTSP requests."""
 
@@ -161,15 +166,19 @@ class RtspSession:
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 5.0,
     ) -> None:
-        clean, url_user, url_password = split_credentials(url)
-        parts = urlsplit(clean)
+        try:
+            clean, url_user, url_password = split_credentials(url)
+            parts = urlsplit(clean)
+            port = parts.port
+        except ValueError as err:  # a bad port or IPv6 literal
+            raise RtspProtocolError(f"not a valid URL: {err}") from err
         if parts.scheme == "rtsps":
             raise RtspUnsupported("rtsps (RTSP over TLS) is read through FFmpeg")
         if parts.scheme != "rtsp" or not parts.hostname:
             raise RtspProtocolError(f"not an rtsp:// URL: {clean!r}")
         self.url = clean
         self.host = parts.hostname
-        self.port = parts.port or DEFAULT_PORT
+        self.port = port or DEFAULT_PORT
         user = user if user is not None else url_user
         password = password if password is not None else url_password
         self._auth = _Auth(user, password or "") if user is not None else None
@@ -242,6 +251,11 @@ class RtspSession:
 
     def _expect(self, method: str, url: str, headers: dict[str, str]) -> RtspResponse:
         resp = self.request(method, url, headers)
+        if 300 <= resp.status < 400:  # a redirect: FFmpeg follows it
+            raise RtspUnsupported(
+                f"{self.url}: {method} redirected ({resp.status} to "
+                f"{resp.headers.get('location', '?')})"
+            )
         if resp.status != 200:
             raise RtspStatusError(
                 f"{self.url}: {method} answered {resp.status} {resp.reason}", resp.status
@@ -255,10 +269,11 @@ class RtspSession:
         resp = self._send_and_read(method, url, headers or {})
         if resp.status == 401:
             auth = self._auth
-            offered = [v for v in resp.headers.get("www-authenticate", "").split("\n") if v]
+            offered = _challenges(resp)
             if auth is None:
                 raise RtspAuthError(f"{self.url}: {method} needs credentials (401)", 401)
-            if auth.scheme is not None and "stale=true" not in " ".join(offered).lower():
+            stale = re.search(r'stale\s*=\s*"?true', " ".join(offered), re.IGNORECASE)
+            if auth.scheme is not None and not stale:
                 raise RtspAuthError(f"{self.url}: {method}: user or password rejected", 401)
             if not auth.challenge(offered):
                 raise RtspUnsupported(f"{self.url}: unsupported authentication {offered!r}")
@@ -312,8 +327,11 @@ class RtspSession:
                 while end - start >= 4:
                     if buf[start] != 0x24:  # "$": an answer to a keep-alive, or junk
                         self._start = start
-                        if not self._take_message():
+                        taken = self._take_message()
+                        if not taken:
                             break  # an incomplete RTSP message: read more
+                        if isinstance(taken, RtspResponse) and self._rechallenged(taken):
+                            next_keepalive = 0.0  # re-send at once with the new nonce
                         start, end = self._start, self._end
                         continue
                     size = (buf[start + 2] << 8) | buf[start + 3]
@@ -323,11 +341,13 @@ class RtspSession:
                     frame_channel = buf[start + 1]
                     if frame_channel == channel:
                         self._rtp += 1
-                        units = push(view[start + 4 : stop])
-                        if units:
-                            self._start = stop
-                            last_video = monotonic()
-                            yield from units
+                        if size >= 12:  # shorter is no RTP packet: skipped, not fatal
+                            units = push(view[start + 4 : stop])
+                            if units:
+                                self._start = stop
+                                yield from units
+                                # after the consumer: time it spent is not camera silence
+                                last_video = monotonic()
                     elif frame_channel == channel + 1:
                         self._rtcp += 1
                     start = stop
@@ -342,6 +362,12 @@ class RtspSession:
                 self._fill()
         finally:
             view.release()
+
+    def _rechallenged(self, resp: RtspResponse) -> bool:
+        """A keep-alive answered 401 (an expired nonce): take the new challenge."""
+        if resp.status != 401 or self._auth is None:
+            return False
+        return self._auth.challenge(_challenges(resp))
 
     def _fill(self) -> None:
         """Receive more bytes (compacting the buffer first); raises on EOF or timeout."""
@@ -412,9 +438,22 @@ class RtspSession:
             return False
         self._start = body_start + length
         if not head.startswith(b"RTSP/"):
-            return True  # a request from the camera: not answered
+            self._answer_request(head, resp.headers)
+            return True
         body = bytes(buf[body_start : body_start + length])
         return RtspResponse(resp.status, resp.reason, resp.headers, body)
+
+    def _answer_request(self, head: bytes, headers: dict[str, str]) -> None:
+        """A request from the camera (some ping with OPTIONS): 200 for OPTIONS and
+        GET_PARAMETER, 501 for anything else, as FFmpeg answers."""
+        assert self._sock is not None
+        method = head.split(b" ", 1)[0]
+        status = "200 OK" if method in (b"OPTIONS", b"GET_PARAMETER") else "501 Not Implemented"
+        lines = [f"RTSP/1.0 {status}", f"CSeq: {headers.get('cseq', '0')}"]
+        if self._session_id:
+            lines.append(f"Session: {self._session_id}")
+        with contextlib.suppress(OSError):  # the read path will see a broken connection
+            self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
 
     def _parse_head(self, head: bytes) -> RtspResponse:
         lines = head.decode("utf-8", "replace").split("\r\n")

@@ -50,6 +50,9 @@ class _Codec:
     payload_header_bytes: int  # = NAL unit header bytes: 1 (H.264) or 2 (H.265)
     kinds: tuple[int, ...]  # first payload header byte -> _SINGLE, _AGGREGATE...
     keyframes: tuple[bool, ...]  # first NAL unit header byte -> IDR / IRAP
+    # first NAL unit header byte -> a unit that only ever comes before a picture (SEI,
+    # parameter sets, AUD): a marker bit after one does not end the access unit
+    prefix_units: tuple[bool, ...]
     # Rebuilt first NAL header byte of a fragmented NAL unit =
     # (payload header byte & fu_kept_bits) | ((FU header & fu_type_bits) << fu_type_shift)
     fu_kept_bits: int
@@ -91,6 +94,7 @@ _CODECS = {
         payload_header_bytes=1,
         kinds=tuple(_h264_kind(b & 0x1F) for b in _BYTES),
         keyframes=tuple(b & 0x1F == 5 for b in _BYTES),
+        prefix_units=tuple(b & 0x1F in (6, 7, 8, 9) for b in _BYTES),
         fu_kept_bits=0xE0,  # F, NRI
         fu_type_bits=0x1F,
         fu_type_shift=0,
@@ -101,6 +105,7 @@ _CODECS = {
         payload_header_bytes=2,
         kinds=tuple(_h265_kind((b >> 1) & 0x3F) for b in _BYTES),
         keyframes=tuple(16 <= (b >> 1) & 0x3F <= 21 for b in _BYTES),
+        prefix_units=tuple((b >> 1) & 0x3F in (32, 33, 34, 35, 39) for b in _BYTES),
         fu_kept_bits=0x81,  # F, top bit of the layer id
         fu_type_bits=0x3F,
         fu_type_shift=1,
@@ -125,8 +130,10 @@ class Depacketizer:
         "_keyframe",
         "_keyframes",
         "_kinds",
+        "_last_nal",
         "_next_seq",
         "_payload_type",
+        "_prefix_units",
         "_resync_seq",
         "_timestamp",
         "ignored_packets",
@@ -142,6 +149,8 @@ class Depacketizer:
         # The tables the hot path reads, one attribute lookup away.
         self._kinds = found.kinds
         self._keyframes = found.keyframes
+        self._prefix_units = found.prefix_units
+        self._last_nal = 0  # header byte of the last NAL unit added
         self._header_bytes = found.payload_header_bytes
         self._payload_type = payload_type
         self._au = bytearray()  # the access unit being built
@@ -226,6 +235,7 @@ class Depacketizer:
                     else:
                         self._damaged = True  # a continuation whose start was lost: dropped
                     if fu_header & 0x40 and fu_start >= 0:  # E: the last fragment
+                        self._last_nal = au[fu_start + 4]
                         if self._keyframes[au[fu_start + 4]]:
                             self._keyframe = True
                         self._fu_start = -1
@@ -235,6 +245,7 @@ class Depacketizer:
                 if kind == _SINGLE:
                     au += START_CODE
                     au += mv[start:end]
+                    self._last_nal = first
                     if self._keyframes[first]:
                         self._keyframe = True
                 elif kind == _AGGREGATE:
@@ -249,7 +260,9 @@ class Depacketizer:
                         "interleaved packetization, which Dozor's RTSP client does not read"
                     )
 
-        if b1 & 0x80:  # marker: the last packet of the access unit
+        # marker: the last packet of the access unit; except after a parameter set or SEI
+        # (some cameras, e.g. Reolink, mark those too: the picture follows, same timestamp)
+        if b1 & 0x80 and not self._prefix_units[self._last_nal]:
             unit = self._finish()
             if unit is not None:
                 units.append(unit)
@@ -284,6 +297,7 @@ class Depacketizer:
                 return
             au += START_CODE
             au += mv[nal_start:nal_end]
+            self._last_nal = mv[nal_start]
             if keyframes[mv[nal_start]]:
                 self._keyframe = True
             pos = nal_end

@@ -366,3 +366,29 @@ def test_the_channel_the_camera_chose_is_read_and_rtcp_and_junk_are_skipped(scri
     assert units[0].data == b"".join(
         b"\x00\x00\x00\x01" + n for n in (SPS, PPS, bytes([0x65]) + bytes(3000))
     )
+
+
+def test_time_spent_by_the_consumer_is_not_camera_silence(scripted) -> None:
+    """A sink that blocks (an index write, a slow disk) must not end the run as a stall."""
+    camera = scripted(frames=20, frame_interval_s=0.05)
+    session = RtspSession(camera.url, read_timeout_s=1.0)
+    units = []
+    try:
+        session.open()
+        with pytest.raises(RtspEndOfStream):
+            for unit in session.access_units():
+                units.append(unit)
+                if len(units) == 3:
+                    time.sleep(1.5)
+    finally:
+        session.close()
+    assert len(units) == 20
+
+
+def test_a_request_from_the_camera_is_answered(scripted) -> None:
+    ping = b"OPTIONS rtsp://127.0.0.1/live RTSP/1.0\r\nCSeq: 99\r\n\r\n"
+    camera = scripted(frames=8, between_frames=lambda i: ping if i == 4 else b"")
+    units, _ = play_all(camera)
+    assert len(units) == 8
+    # the scripted camera records every message it reads, the client's answer too
+    assert any(r.startswith("RTSP/1.0 200 OK") and "CSeq: 99" in r for r in camera.requests)

@@ -289,7 +289,8 @@ def test_a_gap_that_loses_the_marker_packet_damages_both_neighbours():
 def test_a_fragment_whose_start_was_never_received_is_dropped_and_marks_damage():
     packets = sim_packets("hevc", [H265_IDR, H265_PPS], 500, 0)
     depacketizer = Depacketizer("hevc", PT)
-    (unit,) = push_all(depacketizer, packets[1:])  # the stream was joined mid-NAL unit
+    # the stream was joined mid-NAL unit; a marker after a PPS does not end the unit
+    (unit,) = [*push_all(depacketizer, packets[1:]), *depacketizer.flush()]
     assert bytes(unit.data) == annexb([H265_PPS]) and unit.damaged
     assert depacketizer.lost_packets == 0
 
@@ -405,7 +406,7 @@ def test_an_aggregation_size_running_past_the_payload_keeps_the_whole_nal_units(
     stap = (bytes([0x78]) + struct.pack(">H", len(H264_SPS)) + H264_SPS
             + struct.pack(">H", 1000) + H264_PPS)
     depacketizer = Depacketizer("h264", PT)
-    (unit,) = depacketizer.push(rtp(stap, 1, marker=True))
+    (unit,) = [*depacketizer.push(rtp(stap, 1, marker=True)), *depacketizer.flush()]
     assert bytes(unit.data) == annexb([H264_SPS]) and unit.damaged
 
 
@@ -414,8 +415,22 @@ def test_an_aggregation_size_running_past_the_payload_keeps_the_whole_nal_units(
 )
 def test_a_malformed_aggregation_tail_marks_damage(tail):
     ap = bytes([48 << 1, 1]) + struct.pack(">H", len(H265_VPS)) + H265_VPS + tail
-    (unit,) = Depacketizer("hevc", PT).push(rtp(ap, 1, marker=True))
+    depacketizer = Depacketizer("hevc", PT)
+    (unit,) = [*depacketizer.push(rtp(ap, 1, marker=True)), *depacketizer.flush()]
     assert bytes(unit.data) == annexb([H265_VPS]) and unit.damaged
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_a_marker_after_a_parameter_set_does_not_end_the_access_unit(codec):
+    """Some cameras (Reolink) set the marker on SPS and PPS packets of a keyframe."""
+    sets = [H264_SPS, H264_PPS] if codec == "h264" else [H265_VPS, H265_PPS]
+    picture = H264_SMALL_P if codec == "h264" else H265_IDR
+    depacketizer = Depacketizer(codec, PT)
+    units = []
+    for seq, nal in enumerate([*sets, picture], start=1):
+        units += depacketizer.push(rtp(nal, seq, marker=True))
+    (unit,) = units
+    assert bytes(unit.data) == annexb([*sets, picture]) and not unit.damaged
 
 
 @pytest.mark.parametrize(
