@@ -7,8 +7,9 @@ at its own phase within the frame interval, as free-running cameras do, unless
 `--aligned-frames`) once, then runs on the same streams:
 
 1. `dozor-recorder` (subprocess, temporary storage root, 60 s segments, main + sub, streams
-   read by Dozor's own RTSP client, see docs/ingest.md), recording only (`[cameras.motion] enabled = false`), then again with motion detection
-   on the sub stream (default settings) for the comparison with `motion`;
+   read by Dozor's own RTSP client, see docs/ingest.md), recording only
+   (`[cameras.motion] enabled = false`), then again with motion detection on the sub
+   stream (default settings) for the comparison with `motion`;
 2. the floor: one `ffmpeg -rtsp_transport tcp -i URL -c copy -f segment -segment_time 60`
    per stream (main + sub of every camera);
 3. Debian's `motion` (`motion -n -c FILE`): `netcam_url` = sub (decoded for detection),
