@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+RATE_WINDOW_S = 2.0  # fps and bit rate are averaged over at least this long
 
 
 class HealthError(RecorderError):
@@ -95,9 +97,8 @@ class StreamHealth:
         self._state = StreamState.CONNECTING
         self._state_since_monotonic = time.monotonic()
         self._lock = threading.Lock()
-        self._sample_monotonic: float | None = None
-        self._sample_packets = 0
-        self._sample_bytes = 0
+        # (time, packets, bytes) of recent samples: rates span at least RATE_WINDOW_S
+        self._samples: deque[tuple[float, int, int]] = deque()
 
     @property
     def label(self) -> str:
@@ -140,14 +141,18 @@ class StreamHealth:
     def sample(self, now_monotonic: float, stall_after_s: float) -> None:
         """Update fps and bitrate from counter deltas; notice stalls and their end."""
         packets, size, last = self.packets, self.bytes_received, self.last_packet_monotonic
-        if self._sample_monotonic is not None:
-            dt = now_monotonic - self._sample_monotonic
+        samples = self._samples
+        # Rates over at least RATE_WINDOW_S, whatever the sampling interval: streams are read
+        # in batches (docs/ingest.md), so a short interval would see 0 or 2 batches.
+        while len(samples) > 1 and now_monotonic - samples[1][0] >= RATE_WINDOW_S:
+            samples.popleft()
+        if samples:
+            then, then_packets, then_bytes = samples[0]
+            dt = now_monotonic - then
             if dt > 0:
-                self.fps = max(0, packets - self._sample_packets) / dt
-                self.bitrate_bps = max(0, size - self._sample_bytes) * 8 / dt
-        self._sample_monotonic, self._sample_packets, self._sample_bytes = (
-            now_monotonic, packets, size
-        )
+                self.fps = max(0, packets - then_packets) / dt
+                self.bitrate_bps = max(0, size - then_bytes) * 8 / dt
+        samples.append((now_monotonic, packets, size))
         state = self._state
         quiet = last is None or now_monotonic - last > stall_after_s
         if state == StreamState.RECORDING and quiet:
@@ -278,8 +283,9 @@ _STREAM_METRICS = (
     ("dozor_stream_reconnects_total", "counter", "Reconnections after a failed run.",
      "reconnects"),
     ("dozor_stream_gaps_total", "counter", "Gaps recorded between runs.", "gaps"),
-    ("dozor_stream_fps", "gauge", "Packets per second over the last sample.", "fps"),
-    ("dozor_stream_bitrate_bits_per_second", "gauge", "Received bit rate over the last sample.",
+    ("dozor_stream_fps", "gauge", "Packets per second over the last 2 s or more.", "fps"),
+    ("dozor_stream_bitrate_bits_per_second", "gauge",
+     "Received bit rate over the last 2 s or more.",
      "bitrate_bps"),
 )  # fmt: skip
 

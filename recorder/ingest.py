@@ -119,6 +119,9 @@ class IngestSettings:
     # "dozor": Dozor's RTSP client, FFmpeg's for what it cannot read (recorder.rtsp_source);
     # "ffmpeg": FFmpeg's for every stream
     rtsp_client: str = "dozor"
+    # Dozor's client reads each stream at most this often (several frames a wake-up; costs
+    # up to this much latency for live view and motion): see docs/ingest.md
+    read_batch_s: float = 0.2
 
 
 # --- PyAV ----------------------------------------------------------------------------------

@@ -25,7 +25,15 @@ import av.error
 
 from camera_drivers.rtsp.client import RtspSession
 from camera_drivers.rtsp.errors import RtspEndOfStream, RtspError, RtspTimeout, RtspUnsupported
-from recorder.ingest import IngestSettings, Opener, PyavOpener, Source, SourceError, redact
+from recorder.ingest import (
+    QUICK_PROBE,
+    IngestSettings,
+    Opener,
+    PyavOpener,
+    Source,
+    SourceError,
+    redact,
+)
 
 if TYPE_CHECKING:
     import av.container
@@ -110,7 +118,9 @@ class RtspSource:
         sets = b"".join(START_CODE + p for p in self._media.parameter_sets)
         fmt = "hevc" if self._media.codec == "hevc" else "h264"
         try:
-            container = av.open(io.BytesIO(sets + bytes(keyframe)), "r", format=fmt)
+            container = av.open(  # the quick probe: 25 ms for a 1080p keyframe, not 35
+                io.BytesIO(sets + bytes(keyframe)), "r", format=fmt, options=QUICK_PROBE
+            )
         except (av.error.FFmpegError, OSError) as err:
             raise SourceError(
                 f"{self._url}: the first keyframe cannot be parsed: {err}", unsupported=True
@@ -138,14 +148,24 @@ class RtspSource:
 class RtspOpener:
     """Opens RTSP URLs with Dozor's client (H.264/H.265 over TCP)."""
 
-    def __init__(self, *, open_timeout_s: float = 10.0, read_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
+        read_batch_s: float = 0.0,
+    ) -> None:
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
+        self.read_batch_s = read_batch_s
 
     def open(self, url: str) -> Source:
         try:
             session = RtspSession(
-                url, open_timeout_s=self.open_timeout_s, read_timeout_s=self.read_timeout_s
+                url,
+                open_timeout_s=self.open_timeout_s,
+                read_timeout_s=self.read_timeout_s,
+                read_batch_s=self.read_batch_s,
             )
         except RtspError as err:
             raise _source_error(err) from err
@@ -230,7 +250,9 @@ def make_opener(settings: IngestSettings) -> Opener:
     if settings.rtsp_client != "dozor":
         raise ValueError(f"rtsp_client must be 'dozor' or 'ffmpeg', not {settings.rtsp_client!r}")
     native = RtspOpener(
-        open_timeout_s=settings.open_timeout_s, read_timeout_s=settings.read_timeout_s
+        open_timeout_s=settings.open_timeout_s,
+        read_timeout_s=settings.read_timeout_s,
+        read_batch_s=settings.read_batch_s,
     )
     return FallbackOpener(native, ffmpeg)
 

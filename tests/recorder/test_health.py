@@ -124,3 +124,22 @@ async def test_a_taken_port_gives_a_clear_error() -> None:
             await second.start()
     finally:
         await first.stop()
+
+
+def test_fps_spans_two_seconds_when_packets_come_in_batches() -> None:
+    """Streams are read five times a second; sampled every 0.3 s, a per-sample rate would
+    swing between 0 and 2x. Averaged over at least 2 s it stays at the stream's 15 fps."""
+    registry = HealthRegistry("s1")
+    h = registry.stream("gate", "main")
+    h.set_state(StreamState.RECORDING)
+    rates = []
+    for tick in range(1, 41):  # 0.1 s ticks over 4 s
+        now = 100.0 + tick / 10
+        if tick % 2 == 0:  # a batch of three frames every 0.2 s
+            h.packets += 3
+            h.last_packet_monotonic = now
+        if tick % 3 == 0:
+            registry.sample(now)
+            if now >= 102.0:
+                rates.append(h.fps)
+    assert rates and all(13.0 <= r <= 17.0 for r in rates), rates

@@ -392,3 +392,22 @@ def test_a_request_from_the_camera_is_answered(scripted) -> None:
     assert len(units) == 8
     # the scripted camera records every message it reads, the client's answer too
     assert any(r.startswith("RTSP/1.0 200 OK") and "CSeq: 99" in r for r in camera.requests)
+
+
+def test_batched_reads_take_several_frames_a_wake_up_and_lose_none(scripted) -> None:
+    camera = scripted(frames=50, frame_interval_s=0.02)  # 50 frames in about 1 s
+    session = RtspSession(camera.url, read_batch_s=0.25)
+    opened = time.monotonic()
+    units, first_after_s = [], None
+    try:
+        session.open()
+        with pytest.raises(RtspEndOfStream):
+            for unit in session.access_units():
+                if first_after_s is None:
+                    first_after_s = time.monotonic() - opened
+                units.append(unit)
+    finally:
+        session.close()
+    assert [u.timestamp for u in units] == [i * FRAME_TICKS for i in range(50)]
+    assert first_after_s is not None and first_after_s < 0.2  # the first read is not delayed
+    assert session.counters().reads <= 12  # about 1.2 s / 0.25 s, against ~50 unbatched
