@@ -185,7 +185,8 @@ class ViewerLink:
     async def wait_connected(self, timeout_s: float) -> bool:
         assert self._connected is not None, "start() first"
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for (see request)
+                await self._connected.wait()
         except TimeoutError:
             return False
         return True
@@ -234,7 +235,10 @@ class ViewerLink:
             )
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 raise LinkError(f"viewer: publish of {kind} to {site} failed: rc {info.rc}")
-            payload = await asyncio.wait_for(future, timeout_s)
+            # not wait_for: on Python 3.11 it drops a cancellation that arrives in the same
+            # loop turn as the reply (CPython gh-86296), and the caller would not stop
+            async with asyncio.timeout(timeout_s):
+                payload = await future
         except TimeoutError:
             raise RequestTimeout(site, kind, timeout_s) from None
         finally:
