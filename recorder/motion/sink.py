@@ -3,7 +3,8 @@
 Runs on the ingest thread and never does I/O: event changes and alarms go to callbacks (the
 EventRecorder queues them for its own thread). Decoding follows `MotionConfig.decode`:
 "all" decodes and processes every frame; "fps" decodes every frame (inter frames need their
-references) but processes only `fps` of them a second; "keyframes" hands only keyframes to a
+references) but processes only `fps` of them a second, leaving undecoded only the tail of a
+GOP after its last analysed frame (recorder.motion.gop_tail); "keyframes" hands only keyframes to a
 decoder told to skip the rest (`skip_frame = "NONKEY"`), the cheapest mode.
 """
 
@@ -21,6 +22,7 @@ from recorder.motion.config import MotionConfig
 from recorder.motion.detector import Box, Detection, MotionDetector
 from recorder.motion.events import EventChange, EventTracker
 from recorder.motion.frames import luma_plane
+from recorder.motion.gop_tail import GopTailSkipper
 from recorder.motion.snapshot import snapshot_jpeg
 from recorder.motion.tamper import AlarmChange, TamperMonitor
 from recorder.stream_types import StreamInfo
@@ -40,6 +42,7 @@ class MotionSink:
         *,
         clock: Clock | None = None,
         on_detection: Callable[[Detection], None] | None = None,
+        skip_gop_tails: bool = True,
     ) -> None:
         cfg.validate()
         # OpenCV's thread pool costs more than it saves on 320 px images, and would spread a
@@ -64,8 +67,11 @@ class MotionSink:
         self._next_sample_s = 0.0
         self._last_wall: float | None = None
         self._decode_errors = 0
+        self._skip_gop_tails = skip_gop_tails
+        self._tail: GopTailSkipper | None = None
         self.frames_decoded = 0
         self.frames_processed = 0
+        self.frames_skipped = 0  # GOP tails left undecoded (decode = "fps")
 
     # ---- PacketSink --------------------------------------------------------------------------
 
@@ -96,6 +102,10 @@ class MotionSink:
         self._wall0 = info.run_start_wall
         self._pts0 = None
         self._next_sample_s = float("-inf")
+        if self.cfg.decode == "fps" and self._skip_gop_tails:
+            self._tail = GopTailSkipper(1.0 / max(self.cfg.fps, 1.0))
+        else:
+            self._tail = None
         self.detector.reset()
         log.info("site %s camera %s: motion on %dx%d %s, decode=%s", info.site, self.camera,
                  info.width, info.height, info.codec, self.cfg.decode)
@@ -108,6 +118,15 @@ class MotionSink:
             self._pts0 = packet.dts if packet.dts is not None else packet.pts
         if self.cfg.decode == "keyframes" and not packet.is_keyframe:
             return
+        tail = self._tail
+        if tail is not None:
+            ts = packet.pts if packet.pts is not None else packet.dts
+            pts0 = self._pts0
+            if ts is not None and pts0 is not None and not tail.must_decode(
+                (ts - pts0) * self._tb_s, packet.is_keyframe, self._next_sample_s
+            ):
+                self.frames_skipped += 1
+                return
         try:
             frames = ctx.decode(packet)
         except av.FFmpegError as err:  # corrupt packet, or inter frames before the first key
