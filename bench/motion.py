@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from bench.motion_clips import ClipSpec, LabelledClip, MovingObject, make_clip, standard_clips
+from recorder.ingest import IngestSettings
 from recorder.motion.config import MotionConfig
 from recorder.motion.detector import polygon_mask
 from recorder.motion.offline import detect_file, stream_info_for
@@ -264,9 +265,12 @@ def dozor_cpu(
 ) -> tuple[float, int]:
     """Percent of one core per camera: demux paced in real time + MotionSink at 5 fps.
 
+    Paced like the recorder's RTSP client reads (recorder.ingest.IngestSettings.read_batch_s):
+    a thread wakes at most once per batch interval and takes every packet due by then.
     Process CPU time (every thread, OpenCV's and FFmpeg's included) over wall time."""
     frames = [0] * cameras
     stop_at = time.monotonic() + seconds
+    batch_s = IngestSettings().read_batch_s
 
     def run(k: int) -> None:
         sink = MotionSink(f"cam{k}", cfg or MotionConfig(), lambda _c: None)
@@ -275,16 +279,16 @@ def dozor_cpu(
                 info = stream_info_for(container, f"cam{k}")
                 sink.on_run_start(info)
                 tb = info.time_base_num / info.time_base_den
-                mono0 = time.monotonic()
+                mono0 = woke = time.monotonic()
                 first = None
                 for pkt in container.demux(info.av_stream):
                     if pkt.dts is None:
                         continue
                     first = pkt.dts if first is None else first
                     due = mono0 + (pkt.dts - first) * tb
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
+                    if due > time.monotonic():  # not here yet: wake with the next batch
+                        time.sleep(max(due, woke + batch_s) - time.monotonic())
+                        woke = time.monotonic()
                     if time.monotonic() >= stop_at:
                         break
                     sink.on_packet(pkt)
