@@ -116,6 +116,19 @@ class HealthConfig:
     port: int = 9310
 
 
+RTSP_CLIENTS = ("dozor", "ffmpeg")
+MAX_READ_BATCH_S = 1.0
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How streams are read (docs/ingest.md): Dozor's RTSP client with FFmpeg's for what it
+    cannot read, or FFmpeg's for every stream; and how often a stream is read."""
+
+    rtsp_client: str = "dozor"
+    read_batch_s: float = 0.2
+
+
 def _load_motion(value: object, key: str, loader: _Loader) -> Any:
     """The camera's ``motion`` table into recorder.motion.config.MotionConfig."""
     try:
@@ -161,6 +174,7 @@ class SiteConfig:
     storage: StorageConfig
     broker: BrokerConfig | None = None
     health: HealthConfig = field(default_factory=HealthConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     cameras: tuple[CameraConfig, ...] = ()
 
 
@@ -314,6 +328,7 @@ def _check_site(config: SiteConfig, *, check_paths: bool) -> SiteConfig:
         else _check_broker(config.broker, storage, check_paths=check_paths)
     )
     _check_health(config.health)
+    _check_ingest(config.ingest)
     return dataclasses.replace(
         config, storage=storage, broker=broker, cameras=tuple(cameras)
     )
@@ -464,6 +479,19 @@ def _check_broker(
             f"broker.outbox_max_bytes: at least 1 MiB, got {broker.outbox_max_bytes}"
         )
     return dataclasses.replace(broker, password=password, outbox_path=outbox_path)
+
+
+def _check_ingest(ingest: IngestConfig) -> None:
+    if ingest.rtsp_client not in RTSP_CLIENTS:
+        raise ConfigError(
+            f"ingest.rtsp_client: expected one of {', '.join(RTSP_CLIENTS)}, "
+            f"got {ingest.rtsp_client!r}"
+        )
+    if not 0 <= ingest.read_batch_s <= MAX_READ_BATCH_S:
+        raise ConfigError(
+            f"ingest.read_batch_s: must be between 0 and {MAX_READ_BATCH_S:g} s, "
+            f"got {ingest.read_batch_s}"
+        )
 
 
 def _check_health(health: HealthConfig) -> None:

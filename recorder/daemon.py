@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import threading
@@ -86,7 +87,13 @@ class Recorder:
         notifier: Notifier | None = None,
     ) -> None:
         self.config = config
-        self.options = options or DaemonOptions()
+        options = options or DaemonOptions()
+        # the site file decides how streams are read; the rest are the daemon's options
+        self.options = dataclasses.replace(options, ingest=dataclasses.replace(
+            options.ingest,
+            rtsp_client=config.ingest.rtsp_client,
+            read_batch_s=config.ingest.read_batch_s,
+        ))  # fmt: skip
         ing = self.options.ingest
         self._opener = opener or make_opener(ing)
         self._sink_factories = list(sink_factories)

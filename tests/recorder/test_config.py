@@ -222,6 +222,36 @@ def test_segment_duration_out_of_range(site_dir: Path) -> None:
     assert "storage.segment_duration_s: must be between 1 and 3600" in msg
 
 
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('rtsp_client = "gstreamer"', "ingest.rtsp_client: expected one of dozor, ffmpeg"),
+        ("read_batch_s = 5", "ingest.read_batch_s: must be between 0 and 1 s"),
+        ('read_batch_s = "fast"', "ingest.read_batch_s"),
+        ("batch = 1", "ingest.batch"),
+    ],
+)
+def test_bad_ingest_settings_are_named(site_dir: Path, table: str, expected: str) -> None:
+    msg = error_of(site_dir, GOOD.replace("[health]", f"[ingest]\n{table}\n\n[health]"))
+    assert expected in msg
+
+
+def test_ingest_settings_reach_the_daemon(site_dir: Path) -> None:
+    from recorder.daemon import Recorder
+    from recorder.ingest import PyavOpener
+    from recorder.rtsp_source import FallbackOpener
+
+    table = '[ingest]\nrtsp_client = "ffmpeg"\nread_batch_s = 0\n\n[health]'
+    cfg = load_config(write(site_dir, GOOD.replace("[health]", table)))
+    assert (cfg.ingest.rtsp_client, cfg.ingest.read_batch_s) == ("ffmpeg", 0.0)
+    recorder = Recorder(cfg)
+    assert recorder.options.ingest.read_batch_s == 0.0
+    assert isinstance(recorder._opener, PyavOpener)
+    default = load_config(write(site_dir, GOOD))
+    assert default.ingest.read_batch_s == 0.2
+    assert isinstance(Recorder(default)._opener, FallbackOpener)
+
+
 def test_health_listen_must_be_an_address(site_dir: Path) -> None:
     msg = error_of(site_dir, GOOD.replace("port = 0", 'listen = "localhost:80"\nport = 0'))
     assert "health.listen" in msg
