@@ -225,10 +225,14 @@ def start_simulator(
 class Recorder(System):
     """`dozor-recorder` on every camera's main and sub stream; `motion`: detection on too."""
 
-    def __init__(self, cams: list[Cam], work: Path, *, motion: bool = False) -> None:
+    def __init__(
+        self, cams: list[Cam], work: Path, *, motion: bool = False,
+        read_batch_s: float | None = None,
+    ) -> None:
         name = "dozor-recorder + motion" if motion else "dozor-recorder"
         super().__init__(name, cams, work)
         self.motion = motion
+        self.read_batch_s = read_batch_s  # None: the recorder's default
         self.work = work / ("recorder-motion" if motion else "recorder")
         self.root = self.work / "video"
         self.port = free_port()
@@ -242,6 +246,8 @@ class Recorder(System):
             'min_free_bytes = "1GiB"', 'stop_below_free_bytes = "256MiB"',
             "[health]", f"port = {self.port}",
         ]  # fmt: skip
+        if self.read_batch_s is not None:
+            lines += ["[ingest]", f"read_batch_s = {self.read_batch_s}"]
         for cam in self.cams:
             lines += [
                 "[[cameras]]", f'name = "{cam.name}"', f'main_url = "{cam.main}"',
@@ -451,11 +457,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aligned-frames", action="store_true",
                         help="the simulator sends every camera's frames at the same instants "
                              "(a worst case; by default each camera has its own phase)")
+    parser.add_argument("--read-batch-s", type=float, default=None,
+                        help="the recorder's [ingest] read_batch_s (default: its own, 0.2)")
     args = parser.parse_args(argv)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     makers: dict[str, Callable[[list[Cam], Path], System]] = {
-        "recorder": Recorder,
-        "recorder-motion": lambda cams, work: Recorder(cams, work, motion=True),
+        "recorder": lambda cams, work: Recorder(cams, work, read_batch_s=args.read_batch_s),
+        "recorder-motion": lambda cams, work: Recorder(
+            cams, work, motion=True, read_batch_s=args.read_batch_s
+        ),
         "ffmpeg": Ffmpeg,
         "motion": Motion,
     }
@@ -513,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "aligned_frames": args.aligned_frames,
         "side_by_side": not args.sequential,
+        "read_batch_s": args.read_batch_s,
         "results": [asdict(f) for f in results],
     }
     if rec and floor and floor.cpu_pct_core_per_camera:
