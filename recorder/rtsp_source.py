@@ -201,10 +201,11 @@ class FallbackOpener:
         except SourceError as err:
             if not err.unsupported:
                 raise
-            self._switch(url, err)
+            self.fall_back(url, err)
             return self._fallback.open(url)
 
-    def _switch(self, url: str, err: SourceError) -> None:
+    def fall_back(self, url: str, err: SourceError) -> None:
+        """Read `url` through the fallback opener from now on."""
         with self._lock:
             self._fallback_urls.add(url)
         log.warning("%s: read through FFmpeg from now on: %s", redact(url), err)
@@ -231,7 +232,7 @@ class _Remembering:
             yield from self._source.packets()
         except SourceError as err:
             if err.unsupported:
-                self._opener._switch(self._url, err)
+                self._opener.fall_back(self._url, err)
             raise
 
     def close(self) -> None:

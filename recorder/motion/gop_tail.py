@@ -22,6 +22,7 @@ class GopTailSkipper:
     must be decoded. `next_sample_s` is the time of the next frame the detector will take."""
 
     def __init__(self, frame_s_hint: float = 1 / 15) -> None:
+        """`frame_s_hint`: the stream's frame interval until two packets have shown it."""
         self._key_s: float | None = None  # the current GOP's keyframe
         self._gop_s: float | None = None  # the last GOP's length
         self._stable = 0  # GOPs in a row with that length

@@ -103,7 +103,7 @@ class MotionSink:
         self._pts0 = None
         self._next_sample_s = float("-inf")
         if self.cfg.decode == "fps" and self._skip_gop_tails:
-            self._tail = GopTailSkipper(1.0 / max(self.cfg.fps, 1.0))
+            self._tail = GopTailSkipper()
         else:
             self._tail = None
         self.detector.reset()

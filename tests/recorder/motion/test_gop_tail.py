@@ -19,7 +19,7 @@ FPS = 15
 
 def run(gop_frames: list[int], sample_fps: float = 5.0) -> tuple[list[bool], GopTailSkipper]:
     """Feed GOPs of the given lengths at 15 fps, sampling like MotionSink's fps grid."""
-    skipper = GopTailSkipper(1 / sample_fps)
+    skipper = GopTailSkipper(1 / FPS)
     step = 1 / sample_fps
     next_sample = float("-inf")
     decoded = []
