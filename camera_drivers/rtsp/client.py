@@ -14,11 +14,8 @@ skipped there.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import logging
-import os
 import re
 import socket
 import time
@@ -26,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from camera_drivers.rtsp.auth import Authenticator, challenges
 from camera_drivers.rtsp.depacketize import AccessUnit, Depacketizer
 from camera_drivers.rtsp.errors import (
     RtspAuthError,
@@ -45,7 +43,6 @@ DEFAULT_PORT = 554
 RECV_BUFFER_BYTES = 256 * 1024  # > one interleaved frame (at most 4 + 65535 bytes)
 MAX_HEADER_BYTES = 16 * 1024  # an RTSP response head longer than this is not RTSP
 DEFAULT_SESSION_TIMEOUT_S = 60.0  # RFC 2326 12.37, when the Session header names none
-_AUTH_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
 _INTERLEAVED = re.compile(r"interleaved\s*=\s*(\d+)(?:-(\d+))?", re.IGNORECASE)
 _METHOD_START = re.compile(rb"[A-Z_]{3,20} ")  # a request from the server (rare)
 
@@ -87,67 +84,7 @@ def split_credentials(url: str) -> tuple[str, str | None, str | None]:
 
 def _challenges(resp: RtspResponse) -> list[str]:
     """The WWW-Authenticate headers of a 401 (several were joined with newlines)."""
-    return [v for v in resp.headers.get("www-authenticate", "").split("\n") if v]
-
-
-class _Auth:
-    """HTTP Basic or Digest (RFC 2617, MD5, with or without qop=auth) for RTSP requests."""
-
-    def __init__(self, user: str, password: str) -> None:
-        self.user = user
-        self.password = password
-        self.scheme: str | None = None
-        self.params: dict[str, str] = {}
-        self.nonce_count = 0
-
-    def challenge(self, headers: list[str]) -> bool:
-        """Take the strongest challenge offered; False if none can be answered."""
-        digest = [h for h in headers if h.lower().startswith("digest")]
-        basic = [h for h in headers if h.lower().startswith("basic")]
-        if digest:
-            self.scheme = "digest"
-            text = digest[0][len("digest") :]
-            self.params = {m[0].lower(): m[1] or m[2] for m in _AUTH_PARAM.findall(text)}
-            algorithm = self.params.get("algorithm", "MD5").upper()
-            if algorithm != "MD5":
-                return False
-            self.nonce_count = 0
-            return True
-        if basic:
-            self.scheme = "basic"
-            return True
-        return False
-
-    def header(self, method: str, uri: str) -> str | None:
-        if self.scheme == "basic":
-            token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode("ascii")
-            return f"Basic {token}"
-        if self.scheme != "digest":
-            return None
-        p = self.params
-        realm, nonce = p.get("realm", ""), p.get("nonce", "")
-
-        def md5(text: str) -> str:
-            return hashlib.md5(text.encode()).hexdigest()  # RFC 2617 digest is MD5
-
-        ha1 = md5(f"{self.user}:{realm}:{self.password}")
-        ha2 = md5(f"{method}:{uri}")
-        fields = [
-            f'username="{self.user}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"',
-        ]  # fmt: skip
-        qops = [q.strip() for q in p.get("qop", "").split(",") if q.strip()]
-        if "auth" in qops:
-            self.nonce_count += 1
-            nc = f"{self.nonce_count:08x}"
-            cnonce = os.urandom(8).hex()
-            response = md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
-            fields += ["qop=auth", f"nc={nc}", f'cnonce="{cnonce}"']
-        else:
-            response = md5(f"{ha1}:{nonce}:{ha2}")
-        fields.append(f'response="{response}"')
-        if "opaque" in p:
-            fields.append(f'opaque="{p["opaque"]}"')
-        return "Digest " + ", ".join(fields)
+    return challenges(resp.headers.get("www-authenticate", ""))
 
 
 class RtspSession:
@@ -188,7 +125,7 @@ class RtspSession:
         self.port = port or DEFAULT_PORT
         user = user if user is not None else url_user
         password = password if password is not None else url_password
-        self._auth = _Auth(user, password or "") if user is not None else None
+        self._auth = Authenticator(user, password or "") if user is not None else None
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
         self.read_batch_s = read_batch_s

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import re
 import struct
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from camera_drivers.rtsp.auth import Authenticator, challenges
 from camera_drivers.sim.errors import SimError
-
-_AUTH_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
 
 
 class RtspClientError(SimError):
@@ -51,7 +48,7 @@ class RawRtspClient:
         self.timeout_s = timeout_s
         self.cseq = 0
         self.session: str | None = None
-        self._auth: tuple[str, str] | None = None  # realm, nonce
+        self._auth: Authenticator | None = None  # after the first 401
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -87,10 +84,10 @@ class RawRtspClient:
         url = url or self.url
         resp = await self._send(method, url, headers or {}, raw)
         if resp.status == 401 and raw is None and self.user:
-            challenge = resp.headers.get("www-authenticate", "")
-            params = {m[0].lower(): m[1] or m[2] for m in _AUTH_PARAM.findall(challenge)}
-            self._auth = (params.get("realm", ""), params.get("nonce", ""))
-            resp = await self._send(method, url, headers or {}, None)
+            auth = Authenticator(self.user, self.password)
+            if auth.challenge(challenges(resp.headers.get("www-authenticate", ""))):
+                self._auth = auth
+                resp = await self._send(method, url, headers or {}, None)
         return resp
 
     async def _send(
@@ -102,26 +99,13 @@ class RawRtspClient:
             lines = [f"{method} {url} RTSP/1.0", f"CSeq: {self.cseq}", "User-Agent: dozor-test"]
             if self.session:
                 lines.append(f"Session: {self.session}")
-            if self._auth:
-                lines.append(self._authorization(method, url))
+            value = self._auth.header(method, url) if self._auth else None
+            if value:
+                lines.append(f"Authorization: {value}")
             lines += [f"{k}: {v}" for k, v in headers.items()]
             raw = ("\r\n".join(lines) + "\r\n\r\n").encode()
         self.writer.write(raw)
         return await asyncio.wait_for(self._read_response(), self.timeout_s)
-
-    def _authorization(self, method: str, url: str) -> str:
-        assert self._auth is not None
-        realm, nonce = self._auth
-
-        def md5(text: str) -> str:
-            return hashlib.md5(text.encode()).hexdigest()  # RFC 2617 digest is MD5
-
-        ha1 = md5(f"{self.user}:{realm}:{self.password}")
-        response = md5(f"{ha1}:{nonce}:{md5(f'{method}:{url}')}")
-        return (
-            f'Authorization: Digest username="{self.user}", realm="{realm}", '
-            f'nonce="{nonce}", uri="{url}", response="{response}"'
-        )
 
     async def _read_response(self) -> RtspResponse:
         assert self.reader is not None
