@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import av
 import numpy as np
 import pytest
@@ -11,8 +9,8 @@ from av.video.frame import PictureType
 
 from recorder.motion.config import MotionConfig
 from recorder.motion.gop_tail import STABLE_GOPS, GopTailSkipper
-from recorder.motion.offline import stream_info_for
 from recorder.motion.sink import MotionSink
+from tests.recorder.motion.conftest import feed_clip
 
 FPS = 15
 
@@ -85,13 +83,7 @@ def feed(path, skip: bool) -> tuple[MotionSink, list]:
     changes: list = []
     sink = MotionSink("cam", MotionConfig(decode="fps", fps=5.0), changes.append,
                       skip_gop_tails=skip)
-    with av.open(str(path)) as container:
-        info = stream_info_for(container, "cam")
-        sink.on_run_start(replace(info, run_start_wall=1_800_000_000.0))
-        for pkt in container.demux(info.av_stream):
-            if pkt.dts is not None:
-                sink.on_packet(pkt)
-        sink.on_run_end("eof")
+    feed_clip(sink, path)
     return sink, changes
 
 

@@ -11,8 +11,9 @@ import pytest
 
 from bench.motion_clips import LabelledClip, make_clip, standard_clips
 from recorder.motion.config import MotionConfig, Zone
-from recorder.motion.offline import detect_file, stream_info_for
+from recorder.motion.offline import detect_file
 from recorder.motion.sink import MotionSink
+from tests.recorder.motion.conftest import feed_clip
 
 NUISANCES = ["nuisance_noise", "nuisance_night_noise", "nuisance_dusk", "nuisance_light",
              "nuisance_ir", "nuisance_shake", "nuisance_rain", "nuisance_branch"]
@@ -103,14 +104,7 @@ def test_wall_times_come_from_media_time_not_arrival(clip):
     """Packets fed in a burst: times still follow pts from the run's start wall."""
     c = clip("person_walk")
     changes = []
-    sink = MotionSink("cam", MotionConfig(), changes.append)
-    with av.open(str(c.path)) as container:
-        info = stream_info_for(container, "cam")
-        sink.on_run_start(replace(info, run_start_wall=1_800_000_000.0))
-        for pkt in container.demux(info.av_stream):
-            if pkt.dts is not None:
-                sink.on_packet(pkt)
-        sink.on_run_end("eof")
+    feed_clip(MotionSink("cam", MotionConfig(), changes.append), c.path, 1_800_000_000.0)
     (truth,) = c.truth
     new = changes[0]
     assert new.start_wall - 1_800_000_000.0 == pytest.approx(truth.enter_s, abs=1.0)
