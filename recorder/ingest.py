@@ -362,6 +362,8 @@ class StreamIngest:
         # own stop the held packet is complete (the parser had seen the next one begin).
         held: av.Packet | None = None
         held_at = 0.0
+        batch_s = self._settings.read_batch_s
+        tb_s = 1 / 90000
         try:
             for packet in packets:
                 if stop.is_set():
@@ -371,11 +373,14 @@ class StreamIngest:
                 if not size:  # the demuxer's empty flush packet
                     continue
                 now = monotonic()
+                if held is not None and batch_s:
+                    now = _arrival(now, held_at, held.dts, packet.dts, tb_s, batch_s)
                 health.packets += 1
                 health.bytes_received += size
                 health.last_packet_monotonic = now
                 if run is None:
                     run = self._start_run(source, now)
+                    tb_s = float(source.time_base)
                 elif held is not None:
                     if held.dts is None:
                         _backfill_timestamps(held, packet)
@@ -457,6 +462,19 @@ class StreamIngest:
         self._log.info("run %s ended: %s", run.run_id, reason)
         if reason == END_EOF:
             self._health.last_error = "the server ended the stream"
+
+
+def _arrival(
+    read_at: float, previous_at: float, previous_dts: int | None, dts: int | None,
+    tb_s: float, batch_s: float,
+) -> float:
+    """When a packet read at `read_at` most likely arrived. Reads are batched (docs/ingest.md):
+    the frames of one read arrived over the `batch_s` before it, at the media rate, so the
+    previous packet's arrival plus the media step, kept within [read_at - batch_s, read_at].
+    Otherwise a run ended by a stall would end up to `batch_s` late."""
+    if previous_dts is None or dts is None or dts <= previous_dts:
+        return read_at
+    return min(read_at, max(read_at - batch_s, previous_at + (dts - previous_dts) * tb_s))
 
 
 @dataclass

@@ -256,3 +256,18 @@ def test_passwords_never_reach_error_messages() -> None:
     with pytest.raises(SourceError) as info:
         opener.open(f"rtsp://admin:s3cr%40t@127.0.0.1:{dead_port}/main")
     assert "s3cr" not in str(info.value) and "admin:***@" in str(info.value)
+
+
+def test_a_batched_packets_arrival_follows_media_time_within_the_batch() -> None:
+    """Three frames read together at t=10.2: they arrived 1/15 s apart, not all at 10.2; a
+    frame after a pause arrived at most one batch before its read."""
+    from recorder.ingest import _arrival
+
+    tb_s, step = 1 / 90000, 6000  # 15 fps
+    first = _arrival(10.2, 10.0, 0, step, tb_s, 0.2)
+    assert first == pytest.approx(10.0 + 1 / 15)
+    second = _arrival(10.2, first, step, 2 * step, tb_s, 0.2)
+    assert second == pytest.approx(10.0 + 2 / 15)
+    assert _arrival(10.2, 10.19, 0, step, tb_s, 0.2) == 10.2  # never after its read
+    assert _arrival(15.0, 10.0, 0, step, tb_s, 0.2) == pytest.approx(14.8)  # after a pause
+    assert _arrival(10.2, 10.0, step, step, tb_s, 0.2) == 10.2  # no media step: the read
