@@ -29,7 +29,7 @@ from recorder.clock import Clock, SystemClock, WallAnchor
 from recorder.errors import RecorderError
 from recorder.health import StreamHealth, StreamState
 from recorder.logging_setup import context_logger
-from recorder.stream_types import PacketSink, StreamInfo
+from recorder.stream_types import PacketSink, ReadLatency, StreamInfo
 
 if TYPE_CHECKING:
     import av.container
@@ -85,6 +85,10 @@ class Source(Protocol):
 
     def packets(self) -> Iterator[av.Packet]:
         """Packets until the stream ends; raises SourceError on failure or timeout."""
+        ...
+
+    def follow(self, latency: ReadLatency) -> None:
+        """Read without batching while `latency.low` (a source that never batches ignores it)."""
         ...
 
     def close(self) -> None: ...
@@ -143,6 +147,9 @@ class PyavSource:
     @property
     def time_base(self) -> Fraction:
         return self._video.time_base or Fraction(1, 90000)
+
+    def follow(self, latency: ReadLatency) -> None:
+        """FFmpeg reads every packet at once: nothing to follow."""
 
     def packets(self) -> Iterator[av.Packet]:
         try:
@@ -279,6 +286,7 @@ class StreamIngest:
         self._thread: threading.Thread | None = None
         self._log = context_logger(log, site, f"{camera}/{stream}")
         self._last_end = previous_run_end  # wall time and reason of the last run
+        self.read_latency = ReadLatency()  # sinks that serve viewers ask for unbatched reads
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -342,6 +350,7 @@ class StreamIngest:
             self._log.log(level, "%s", err)
             return False
         try:
+            source.follow(self.read_latency)
             return self._stream(source)
         finally:
             source.close()
@@ -430,6 +439,7 @@ class StreamIngest:
             time_base_den=source.time_base.denominator,
             run_start_wall=start_wall,
             av_stream=video,
+            read_latency=self.read_latency,
         )
         health = self._health
         health.runs += 1

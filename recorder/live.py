@@ -386,6 +386,7 @@ class LiveSink:
         self._jpeg_max_width = jpeg_max_width
         self._lock = threading.Lock()
         self._views: dict[str, tuple[LiveMode, float]] = {}  # view id -> (mode, expiry)
+        self._low_latency = False  # asked the stream's ReadLatency for unbatched reads
         self._resend_init = False
         # Ingest thread state.
         self._info: StreamInfo | None = None
@@ -448,10 +449,19 @@ class LiveSink:
         self._info = info
         self._first_dts = self._last_dts = None
         self._seen_bytes = self._seen_packets = 0
+        self._ask_low_latency(bool(self._views))
 
     def on_run_end(self, reason: str) -> None:
         self._stop_all(f"stream ended: {reason}")
+        self._ask_low_latency(False)
         self._info = None
+
+    def _ask_low_latency(self, low: bool) -> None:
+        """While someone watches, frames are read as they arrive (not in 0.2 s batches)."""
+        info = self._info
+        if info is not None and info.read_latency is not None and low != self._low_latency:
+            info.read_latency.ask(self, low)
+            self._low_latency = low
 
     def on_packet(self, packet: av.Packet) -> None:
         dts = packet.dts
@@ -463,11 +473,14 @@ class LiveSink:
         self._seen_bytes += packet.size
         self._seen_packets += 1
         if not self._views and self._mux is None and self._jpeg is None:
+            if self._low_latency:
+                self._ask_low_latency(False)
             return  # the common case: nobody watches
         info = self._info
         if info is None:
             return
         modes, resend = self._wanted_modes()
+        self._ask_low_latency(bool(modes))
         try:
             self._feed_mse(info, packet, LiveMode.MSE in modes, resend)
             self._feed_jpeg(info, packet, LiveMode.JPEG in modes)

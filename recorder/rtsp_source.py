@@ -34,6 +34,7 @@ from recorder.ingest import (
     SourceError,
     redact,
 )
+from recorder.stream_types import ReadLatency
 
 if TYPE_CHECKING:
     import av.container
@@ -63,6 +64,8 @@ class RtspSource:
         self._time_base = Fraction(1, media.clock_rate_hz)
         self._template: av.container.InputContainer | None = None
         self._video: av.video.stream.VideoStream | None = None
+        self._latency: ReadLatency | None = None
+        self._batch_s = session.read_batch_s
 
     @property
     def video(self) -> av.video.stream.VideoStream:
@@ -75,6 +78,9 @@ class RtspSource:
     def time_base(self) -> Fraction:
         return self._time_base
 
+    def follow(self, latency: ReadLatency) -> None:
+        self._latency = latency
+
     def packets(self) -> Iterator[av.Packet]:
         """Packets from the first keyframe on, with 64-bit timestamps in the RTP clock."""
         time_base = self._time_base
@@ -82,8 +88,9 @@ class RtspSource:
         last_rtp: int | None = None
         ts = 0
         give_up_at = time.monotonic() + FIRST_KEYFRAME_TIMEOUT_S
+        session, latency, batch_s = self._session, self._latency, self._batch_s
         try:
-            for unit in self._session.access_units():
+            for unit in session.access_units():
                 if last_rtp is None:
                     if not unit.is_keyframe:  # nothing before it can be recorded
                         if time.monotonic() > give_up_at:
@@ -104,6 +111,8 @@ class RtspSource:
                 packet.pts = packet.dts = ts
                 packet.time_base = time_base
                 packet.is_keyframe = unit.is_keyframe
+                if latency is not None:  # the session reads the new value after this unit
+                    session.read_batch_s = 0.0 if latency.low else batch_s
                 yield packet
         except RtspEndOfStream:
             return  # the end of the stream, as FFmpeg reports it
@@ -226,6 +235,9 @@ class _Remembering:
     @property
     def time_base(self) -> Fraction:
         return self._source.time_base
+
+    def follow(self, latency: ReadLatency) -> None:
+        self._source.follow(latency)
 
     def packets(self) -> Iterator[av.Packet]:
         try:

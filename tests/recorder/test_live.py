@@ -31,7 +31,7 @@ from recorder.live import (
     decode_payload,
     parse_live_command,
 )
-from recorder.stream_types import StreamInfo
+from recorder.stream_types import ReadLatency, StreamInfo
 
 FPS = 15
 GOP = 15
@@ -100,6 +100,7 @@ class Replay:
             site="village", camera="gate", stream="sub", run_id=1, codec=ctx.name,
             width=ctx.width, height=ctx.height, time_base_num=tb.numerator,
             time_base_den=tb.denominator, run_start_wall=clock.wall(), av_stream=self.stream,
+            read_latency=ReadLatency(),
         )
         sink.on_run_start(self.info)
 
@@ -285,6 +286,25 @@ def test_stop_of_last_view_stops(
     sink.release("v2")
     replay.feed(5)
     assert published[-1].kind is ChunkKind.END
+
+
+def test_frames_are_read_unbatched_only_while_someone_watches(
+    replay: Replay, sink: LiveSink
+) -> None:
+    latency = replay.info.read_latency
+    assert latency is not None
+    replay.feed(3)
+    assert not latency.low
+    sink.request("v1")
+    replay.feed(3)
+    assert latency.low
+    sink.release("v1")
+    replay.feed(3)
+    assert not latency.low
+    sink.request("v2")
+    replay.feed(3)
+    sink.on_run_end("eof")
+    assert not latency.low
 
 
 def test_second_view_gets_the_init_again(

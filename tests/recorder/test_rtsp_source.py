@@ -12,8 +12,10 @@ import av
 import numpy as np
 import pytest
 
+from camera_drivers.rtsp.client import RtspSession
 from recorder.ingest import IngestSettings, PyavOpener, SourceError
 from recorder.rtsp_source import FallbackOpener, RtspOpener, RtspSource, make_opener
+from recorder.stream_types import ReadLatency
 
 
 def first_packets(source, count: int) -> list[av.Packet]:
@@ -116,3 +118,29 @@ def test_the_opener_follows_the_setting() -> None:
     assert isinstance(make_opener(IngestSettings(rtsp_client="ffmpeg")), PyavOpener)
     with pytest.raises(ValueError, match="rtsp_client"):
         make_opener(IngestSettings(rtsp_client="gstreamer"))
+
+
+def test_reads_are_unbatched_while_a_sink_asks(camsim_one) -> None:
+    """A live viewer's sink asks the stream's ReadLatency; the source reads frames as they
+    arrive then, and in batches again afterwards (15 fps: 20 frames take 1.3 s)."""
+    session = RtspSession(camsim_one.with_credentials(camsim_one.rtsp_sub), read_batch_s=0.25)
+    session.open()
+    source = RtspSource(session)
+    latency = ReadLatency()
+    source.follow(latency)
+    packets = source.packets()
+    try:
+        list(itertools.islice(packets, 5))  # the keyframe and the start are read at once
+        start = session.counters().reads
+        list(itertools.islice(packets, 20))
+        batched = session.counters().reads - start
+        latency.ask("viewer", True)
+        list(itertools.islice(packets, 20))
+        unbatched = session.counters().reads - start - batched
+        latency.ask("viewer", False)
+        list(itertools.islice(packets, 20))
+    finally:
+        packets.close()
+        source.close()
+    assert batched <= 7  # read every 0.25 s
+    assert unbatched >= 15  # about one read a frame
