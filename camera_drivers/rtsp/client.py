@@ -68,6 +68,32 @@ class SessionCounters:
     keepalives_sent: int
 
 
+def parse_head(head: bytes, where: str = "") -> RtspResponse:
+    """An RTSP message head (start line and headers, without the blank line) as a response
+    with an empty body; a request from the server has status 0. Repeated headers are joined
+    with newlines (several WWW-Authenticate challenges)."""
+    prefix = f"{where}: " if where else ""
+    lines = head.decode("utf-8", "replace").split("\r\n")
+    first = lines[0].split(" ", 2)
+    status, reason = 0, ""
+    if lines[0].startswith("RTSP/"):
+        if len(first) < 2 or not first[1].isdigit():
+            raise RtspProtocolError(f"{prefix}bad status line {lines[0][:80]!r}")
+        status, reason = int(first[1]), first[2] if len(first) > 2 else ""
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = name.strip().lower()
+        value = value.strip()
+        headers[key] = f"{headers[key]}\n{value}" if key in headers else value
+    length = headers.get("content-length", "0").split("\n")[0]
+    if not length.strip().isdigit():
+        raise RtspProtocolError(f"{prefix}bad Content-Length {length!r}")
+    return RtspResponse(status, reason, headers, b"")
+
+
 def split_credentials(url: str) -> tuple[str, str | None, str | None]:
     """(URL without user:password@, user, password), percent-decoded."""
     parts = urlsplit(url)
@@ -387,7 +413,7 @@ class RtspSession:
                 raise RtspProtocolError(f"{self.url}: an RTSP header without an end")
             return False
         head = bytes(buf[start:head_end])
-        resp = self._parse_head(head)
+        resp = parse_head(head, self.url)
         length = int(resp.headers.get("content-length", "0").split("\n")[0] or 0)
         body_start = head_end + 4
         if end - body_start < length:
@@ -410,27 +436,6 @@ class RtspSession:
             lines.append(f"Session: {self._session_id}")
         with contextlib.suppress(OSError):  # the read path will see a broken connection
             self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-
-    def _parse_head(self, head: bytes) -> RtspResponse:
-        lines = head.decode("utf-8", "replace").split("\r\n")
-        first = lines[0].split(" ", 2)
-        status, reason = 0, ""
-        if lines[0].startswith("RTSP/"):
-            if len(first) < 2 or not first[1].isdigit():
-                raise RtspProtocolError(f"{self.url}: bad status line {lines[0][:80]!r}")
-            status, reason = int(first[1]), first[2] if len(first) > 2 else ""
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                continue
-            key = name.strip().lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}\n{value}" if key in headers else value
-        length = headers.get("content-length", "0").split("\n")[0]
-        if not length.strip().isdigit():
-            raise RtspProtocolError(f"{self.url}: bad Content-Length {length!r}")
-        return RtspResponse(status, reason, headers, b"")
 
     # --- the end -------------------------------------------------------------------------
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import struct
-from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from camera_drivers.rtsp.auth import Authenticator, challenges
+from camera_drivers.rtsp.client import RtspResponse, parse_head
+from camera_drivers.rtsp.errors import RtspError
 from camera_drivers.sim.errors import SimError
 
 
@@ -22,13 +24,6 @@ class RtspClientError(SimError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-
-
-@dataclass(frozen=True)
-class RtspResponse:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
 
 
 class RawRtspClient:
@@ -117,18 +112,15 @@ class RawRtspClient:
                 continue
             head = first + await self.reader.readuntil(b"\r\n\r\n")
             break
-        lines = head.decode().split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("RTSP/"):
-            raise RtspClientError(f"not an RTSP response: {lines[0][:80]!r}")
-        headers = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
+        try:
+            resp = parse_head(head[:-4])
+        except RtspError as err:
+            raise RtspClientError(f"not an RTSP response: {err}") from err
+        if not resp.status:
+            raise RtspClientError(f"not an RTSP response: {head[:80]!r}")
+        length = int(resp.headers.get("content-length", "0").split("\n")[0])
         body = await self.reader.readexactly(length) if length else b""
-        return RtspResponse(status=int(parts[1]), headers=headers, body=body)
+        return dataclasses.replace(resp, body=body)
 
     async def expect(self, method: str, url: str | None = None, **headers: str) -> RtspResponse:
         resp = await self.request(method, url, {k.replace("_", "-"): v for k, v in headers.items()})
